@@ -1,0 +1,1 @@
+"""Settings for Spindle: environment, .streamlit/secrets.toml and profiles."""

@@ -1,0 +1,155 @@
+"""Application settings read once from the environment, secrets.toml and a profile.
+
+Precedence, highest first: environment variables, `.streamlit/secrets.toml`,
+the profile's defaults (development, production, cloud), built-in defaults.
+Every default works offline on one machine with SQLite under `data/`.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("development", "production", "cloud")
+
+# Profile defaults only name what differs from the built-in defaults.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "development": {"DEBUG_THREADING": "false", "ENABLE_PERFORMANCE_LOGGING": "true"},
+    "production": {"ENABLE_PERFORMANCE_LOGGING": "false", "MAX_FILES_PER_UPLOAD": "500"},
+    "cloud": {"MAX_UPLOAD_MB": "50", "MAX_FILES_PER_UPLOAD": "100", "MAX_WORKERS_PER_USER": "2"},
+}
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    """Flatten secrets.toml into UPPER_CASE keys, so secrets and env share names."""
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        warnings.warn(f"{path}: cannot read secrets ({exc}); ignoring the file")
+        return {}
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, sub_value in value.items():
+                flat[f"{key}_{sub}".upper()] = str(sub_value)
+        else:
+            flat[key.upper()] = str(value)
+    return flat
+
+
+def raw_values(env: Mapping[str, str] | None = None, secrets_path: Path | None = None) -> dict[str, str]:
+    """All configuration values as strings, merged by precedence."""
+    env = dict(os.environ if env is None else env)
+    secrets = _read_secrets(secrets_path or PROJECT_ROOT / ".streamlit" / "secrets.toml")
+    profile = (env.get("SPINDLE_PROFILE") or secrets.get("SPINDLE_PROFILE") or "development").lower()
+    if profile not in PROFILES:
+        warnings.warn(f"SPINDLE_PROFILE={profile!r} is not one of {PROFILES}; using 'development'")
+        profile = "development"
+    merged: dict[str, str] = {"SPINDLE_PROFILE": profile}
+    merged.update(PROFILE_DEFAULTS[profile])
+    merged.update(secrets)
+    merged.update({k: v for k, v in env.items() if v != ""})
+    return merged
+
+
+def parse_int(values: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer setting; a bad value warns, naming the variable, and falls back to the default."""
+    text = values.get(name)
+    if text is None:
+        return default
+    try:
+        number = int(str(text).strip())
+    except ValueError:
+        warnings.warn(f"{name}={text!r} is not a whole number; using the default {default}")
+        return default
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        warnings.warn(f"{name}={number} is outside {bound}; using the default {default}")
+        return default
+    return number
+
+
+def parse_float(values: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    """A number setting; a bad value warns, naming the variable, and falls back to the default."""
+    text = values.get(name)
+    if text is None:
+        return default
+    try:
+        number = float(str(text).strip())
+    except ValueError:
+        warnings.warn(f"{name}={text!r} is not a number; using the default {default}")
+        return default
+    if number < minimum:
+        warnings.warn(f"{name}={number} is below {minimum}; using the default {default}")
+        return default
+    return number
+
+
+def parse_bool(values: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no setting; a bad value warns, naming the variable, and falls back to the default."""
+    text = values.get(name)
+    if text is None:
+        return default
+    lowered = str(text).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    warnings.warn(f"{name}={text!r} is not true/false; using the default {default}")
+    return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app needs to know about its surroundings."""
+
+    profile: str = "development"
+    data_dir: Path = PROJECT_ROOT / "data"
+    database_url: str = ""  # empty: SQLite file under data_dir
+    supabase_url: str = ""
+    supabase_key: str = ""
+    supabase_bucket: str = "spindle-uploads"
+    google_maps_api_key: str = ""
+    google_maps_base_url: str = ""  # empty: Google's own endpoint
+    geocode_qps: float = 10.0
+    dask_scheduler_address: str = ""
+    max_upload_mb: int = 200
+    max_files_per_upload: int = 1000
+    max_workers_per_user: int = 4
+    max_total_workers: int = 32
+    default_region: str = "US"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "spindle.sqlite3"
+
+
+def load_settings(env: Mapping[str, str] | None = None, secrets_path: Path | None = None) -> Settings:
+    """Read settings fresh; callers that need one shared copy keep it themselves."""
+    values = raw_values(env, secrets_path)
+    data_dir = Path(values.get("SPINDLE_DATA_DIR") or PROJECT_ROOT / "data")
+    return Settings(
+        profile=values["SPINDLE_PROFILE"],
+        data_dir=data_dir,
+        database_url=values.get("DATABASE_URL", ""),
+        supabase_url=values.get("SUPABASE_URL", ""),
+        supabase_key=values.get("SUPABASE_KEY", ""),
+        supabase_bucket=values.get("SUPABASE_BUCKET", "spindle-uploads"),
+        google_maps_api_key=values.get("GOOGLE_MAPS_API_KEY", ""),
+        google_maps_base_url=values.get("GOOGLE_MAPS_BASE_URL", ""),
+        geocode_qps=parse_float(values, "GEOCODE_QPS", 10.0, minimum=0.1),
+        dask_scheduler_address=values.get("DASK_SCHEDULER_ADDRESS", ""),
+        max_upload_mb=parse_int(values, "MAX_UPLOAD_MB", 200, minimum=1),
+        max_files_per_upload=parse_int(values, "MAX_FILES_PER_UPLOAD", 1000, minimum=1),
+        max_workers_per_user=parse_int(values, "MAX_WORKERS_PER_USER", 4, minimum=1),
+        max_total_workers=parse_int(values, "MAX_TOTAL_WORKERS", 32, minimum=1),
+        default_region=values.get("DEFAULT_PHONE_REGION", "US").upper(),
+        extra=values,
+    )

@@ -1,0 +1,266 @@
+"""Image analysis for one file: Pillow for decoding and EXIF, numpy for the measures, imagehash for duplicates.
+
+Pure functions of (name, bytes, options) so they run in worker threads or processes.
+Measures are taken on a copy at most ANALYSIS_SIZE pixels on its long side (JPEGs are
+decoded straight at reduced scale), which keeps a 24-megapixel photo as cheap as a
+small one. OCR runs the tesseract program in a subprocess, so threads scale for it.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import re
+from typing import Any
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from streamlit_app.media_errors import (
+    BadFileError,
+    check_extension,
+    check_not_empty,
+    describe_content,
+)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+# 64 megapixels: above any phone or consumer camera; decoded RGB that size is ~190 MB.
+MAX_PIXELS = 64_000_000
+# Pillow's own guard: it warns above this and refuses above twice this.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ANALYSIS_SIZE = 1024
+THUMBNAIL_SIZE = 128
+DOMINANT_COLOURS = 5
+DEFAULT_OCR_TIMEOUT = 60.0
+# Columns too big for a results table; pages show them as pictures or drop them.
+NON_TABLE_KEYS = ("thumbnail_png_b64",)
+BLUR_SCORE_NOTE = (
+    "Blur score is the variance of the Laplacian at up to 1024 px: higher is sharper; "
+    "below about 100 usually looks blurry."
+)
+
+_EXIF_MAKE, _EXIF_MODEL, _EXIF_DATETIME, _EXIF_ORIENTATION = 0x010F, 0x0110, 0x0132, 0x0112
+_EXIF_IFD, _EXIF_DATETIME_ORIGINAL = 0x8769, 0x9003
+_FORMAT_LABELS = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+# ---------------------------------------------------------------- opening
+
+
+def _bomb(name: str, pixels: int) -> BadFileError:
+    return BadFileError(
+        name, f"decompression bomb: header declares {pixels:,} pixels (limit {MAX_PIXELS:,})"
+    )
+
+
+def open_image(name: str, data: bytes) -> Image.Image:
+    """Open (header only) with the checks that keep broken and hostile files from costing memory."""
+    check_not_empty(name, data)
+    ext = check_extension(name, IMAGE_EXTENSIONS, "images")
+    label = _FORMAT_LABELS.get(ext, ext.lstrip(".").upper())
+    actual = describe_content(data)
+    if actual is not None and "image" not in actual:
+        raise BadFileError(name, f"not a {label} file: content looks like {actual}")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _bomb(name, int(found.group(1)) if found else 2 * MAX_PIXELS + 1) from exc
+    except UnidentifiedImageError as exc:
+        raise BadFileError(name, f"not a recognised image: Pillow cannot identify the content of this {label} file") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadFileError(name, f"truncated or corrupt {label}: {exc}") from exc
+    if image.width * image.height > MAX_PIXELS:
+        raise _bomb(name, image.width * image.height)
+    return image
+
+
+def _load(name: str, image: Image.Image) -> None:
+    """Decode the pixels, naming truncation plainly (Pillow only reads lazily)."""
+    label = image.format or "image"
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadFileError(name, f"truncated or corrupt {label}: {exc}") from exc
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB copy for measuring: transparency goes onto white, 16-bit and float greys are scaled to 8 bits."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+# ---------------------------------------------------------------- measures
+
+
+def _exif_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return str(value).replace("\x00", "").strip() if value is not None else ""
+
+
+def exif_summary(image: Image.Image) -> dict[str, Any]:
+    """Camera make and model, date taken and orientation (1-8), empty when the file has no EXIF."""
+    try:
+        exif = image.getexif()
+        taken = exif.get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL) or exif.get(_EXIF_DATETIME)
+    except Exception:  # noqa: BLE001 - malformed EXIF must not sink the picture itself
+        return {"camera_make": "", "camera_model": "", "date_taken": "", "orientation": None}
+    orientation = exif.get(_EXIF_ORIENTATION)
+    return {
+        "camera_make": _exif_text(exif.get(_EXIF_MAKE)),
+        "camera_model": _exif_text(exif.get(_EXIF_MODEL)),
+        "date_taken": _exif_text(taken),
+        "orientation": int(orientation) if isinstance(orientation, int) else None,
+    }
+
+
+def blur_score(grey: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian: edges make it large, blur makes it small."""
+    if grey.shape[0] < 3 or grey.shape[1] < 3:
+        return 0.0
+    laplacian = (
+        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
+    )
+    return round(float(laplacian.var()), 2)
+
+
+def dominant_colours(rgb: Image.Image, count: int = DOMINANT_COLOURS) -> list[str]:
+    """Hex codes of the main colours, commonest first (median cut on a 64 px copy, near-twins merged)."""
+    small = rgb.resize((64, 64), Image.Resampling.BILINEAR)
+    quantised = small.quantize(colors=2 * count, method=Image.Quantize.MEDIANCUT)
+    palette = quantised.getpalette() or []
+    chosen: list[tuple[int, int, int]] = []
+    for _, index in sorted(quantised.getcolors() or [], reverse=True):
+        colour = tuple(palette[3 * index:3 * index + 3])
+        if all(sum((a - b) ** 2 for a, b in zip(colour, seen)) > 24**2 for seen in chosen):
+            chosen.append(colour)
+    return ["#{:02x}{:02x}{:02x}".format(*colour) for colour in chosen[:count]]
+
+
+def thumbnail_png_b64(rgb: Image.Image, size: int = THUMBNAIL_SIZE) -> str:
+    """A small PNG preview as base64 text (JSON-safe), at most size pixels on its long side."""
+    thumb = rgb.copy()
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumb.save(buffer, "PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# ---------------------------------------------------------------- OCR
+
+
+def ocr_image(data: bytes, name: str = "image", lang: str = "eng", timeout: float = DEFAULT_OCR_TIMEOUT) -> str:
+    """Text tesseract reads in the picture (full resolution, upright per EXIF); '' when it finds none."""
+    import pytesseract
+
+    image = open_image(name, data)
+    _load(name, image)
+    upright = to_rgb(ImageOps.exif_transpose(image)).convert("L")
+    return pytesseract.image_to_string(upright, lang=lang, timeout=timeout).strip()
+
+
+# ---------------------------------------------------------------- per-item entry point
+
+
+def analyse_image(name: str, data: bytes, options: dict | None = None) -> dict[str, Any]:
+    """Measure one image into a flat, JSON-serialisable row; BadFileError when it cannot be read.
+
+    Options: ocr (bool, default False), ocr_lang ("eng"), ocr_timeout (60 s),
+    thumbnail (bool, default True).
+    """
+    options = options or {}
+    image = open_image(name, data)
+    width, height, mode, fmt = image.width, image.height, image.mode, image.format
+    frames = int(getattr(image, "n_frames", 1))
+    exif = exif_summary(image)
+    image.draft("RGB", (ANALYSIS_SIZE, ANALYSIS_SIZE))  # JPEG: decode at 1/2..1/8 scale
+    _load(name, image)
+    rgb = to_rgb(ImageOps.exif_transpose(image))
+    rgb.thumbnail((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BILINEAR)
+    grey = np.asarray(rgb.convert("L"), dtype=np.float64)
+    row: dict[str, Any] = {
+        "name": name,
+        "format": fmt or "",
+        "width": width,
+        "height": height,
+        "megapixels": round(width * height / 1e6, 3),
+        "mode": mode,
+        "frames": frames,
+        **exif,
+        "brightness": round(float(grey.mean()) / 255.0, 4),
+        "contrast": round(float(grey.std()) / 255.0, 4),
+        "blur_score": blur_score(grey),
+        "dominant_colours": ", ".join(dominant_colours(rgb)),
+        "phash": str(imagehash.phash(rgb)),
+        "dhash": str(imagehash.dhash(rgb)),
+        "size_bytes": len(data),
+    }
+    if options.get("thumbnail", True):
+        row["thumbnail_png_b64"] = thumbnail_png_b64(rgb)
+    if options.get("ocr"):
+        try:
+            row["ocr_text"] = ocr_image(
+                data,
+                name,
+                lang=options.get("ocr_lang", "eng"),
+                timeout=float(options.get("ocr_timeout", DEFAULT_OCR_TIMEOUT)),
+            )
+            row["ocr_note"] = ""
+        except RuntimeError as exc:  # pytesseract's timeout; a missing tesseract is an OSError and propagates
+            row["ocr_text"] = ""
+            row["ocr_note"] = f"OCR stopped: {exc}"
+    return row
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def hamming_distance(hash_a: str, hash_b: str) -> int:
+    """Number of differing bits between two equal-length hex hashes."""
+    return bin(int(hash_a, 16) ^ int(hash_b, 16)).count("1")
+
+
+def near_duplicate_groups(hashes: dict[str, str], max_distance: int = 8) -> list[list[str]]:
+    """Groups of names whose perceptual hashes differ in at most max_distance bits (chains join up).
+
+    Empty hashes (files that failed) are ignored. Groups keep input order; only groups of two or more.
+    """
+    names = [name for name, value in hashes.items() if value]
+    if len(names) < 2:
+        return []
+    rows = []
+    for name in names:
+        try:
+            rows.append(bytes.fromhex(hashes[name]))
+        except ValueError as exc:
+            raise ValueError(f"{name}: hash {hashes[name]!r} is not hexadecimal") from exc
+        if len(rows[-1]) != len(rows[0]):
+            raise ValueError(f"{name}: hash length differs from {names[0]}'s; compare hashes of one kind")
+    bits = np.unpackbits(np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(names), -1), axis=1)
+    parent = list(range(len(names)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(names) - 1):
+        distances = np.count_nonzero(bits[i + 1:] != bits[i], axis=1)
+        for j in np.nonzero(distances <= max_distance)[0]:
+            a, b = root(i), root(i + 1 + int(j))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[str]] = {}
+    for index, name in enumerate(names):
+        groups.setdefault(root(index), []).append(name)
+    return [members for _, members in sorted(groups.items()) if len(members) > 1]

@@ -1,0 +1,83 @@
+"""Runs one chunk of items inside a worker thread or process, isolating each item.
+
+An outcome is a plain tuple so that sending thousands of them back from a
+process costs little: (ok, value, attempts, seconds). For a failure, value is
+(error type name, message, exception or None); the exception object travels only
+inside one process, where it can be re-raised for `submit_task` callers.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from utils.item_errors import is_transient
+
+Outcome = tuple  # (ok: bool, value: Any, attempts: int, seconds: float)
+
+
+class ChunkWatch:
+    """Shared between a thread worker and the manager so a stuck item can be timed out."""
+
+    __slots__ = ("lock", "outcomes", "current_started", "abandoned", "thread")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.outcomes: list[Outcome] = []
+        self.current_started: float | None = None
+        self.abandoned = False
+        self.thread: threading.Thread | None = None
+
+
+def _backoff(attempt: int, base: float) -> float:
+    return min(2.0, base * (2 ** (attempt - 1)))
+
+
+def run_item(fn: Callable, item: Any, retries: int, backoff: float, keep_exception: bool) -> Outcome:
+    """Call fn(item), retrying transient errors with growing waits."""
+    attempt = 0
+    started = time.perf_counter()
+    while True:
+        attempt += 1
+        try:
+            value = fn(item)
+            return (True, value, attempt, time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - every item error is isolated and reported
+            if attempt <= retries and is_transient(exc):
+                time.sleep(_backoff(attempt, backoff))
+                continue
+            message = str(exc) or exc.__class__.__name__
+            return (False, (type(exc).__name__, message, exc if keep_exception else None), attempt,
+                    time.perf_counter() - started)
+
+
+def run_chunk_in_process(fn: Callable, items: Sequence[Any], retries: int, backoff: float) -> tuple[list[Outcome], float, float]:
+    """Process-side entry: outcomes plus the chunk's CPU and wall seconds."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    outcomes = [run_item(fn, item, retries, backoff, keep_exception=False) for item in items]
+    return outcomes, time.process_time() - cpu0, time.perf_counter() - wall0
+
+
+def run_chunk_in_thread(fn: Callable, items: Sequence[Any], retries: int, backoff: float,
+                        watch: ChunkWatch, cancel: threading.Event, time_budget: float | None) -> tuple[float, float]:
+    """Thread-side entry: appends outcomes to `watch` as it goes, so a timeout keeps finished items.
+
+    Stops early when the job is cancelled, the manager abandoned this chunk, or the
+    time budget of a probe chunk is spent; the caller requeues what was not run.
+    """
+    watch.thread = threading.current_thread()
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    append = watch.outcomes.append
+    for item in items:
+        if cancel.is_set() or watch.abandoned:
+            break
+        watch.current_started = time.monotonic()
+        outcome = run_item(fn, item, retries, backoff, keep_exception=True)
+        with watch.lock:
+            if watch.abandoned:
+                break
+            append(outcome)
+            watch.current_started = None
+        if time_budget is not None and time.perf_counter() - wall0 >= time_budget:
+            break
+    return time.thread_time() - cpu0, time.perf_counter() - wall0

@@ -1,0 +1,106 @@
+"""A warm pool of worker processes for CPU-bound Python, rebuilt when a worker dies or hangs.
+
+Uses an explicit forkserver (or spawn) context: forking a multithreaded server can
+deadlock. The pool is created once, warmed, and replaced only on resize or breakage.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+def _noop() -> int:
+    return 0
+
+
+def _start_context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class ProcessWorkers:
+    def __init__(self, name: str, workers: int, initializer: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self.workers = workers
+        self._initializer = initializer
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._retired: list[ProcessPoolExecutor] = []
+        self.generation = 0
+        self.rebuilds = 0
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_start_context(),
+                                                 initializer=self._initializer)
+            self.generation += 1
+            for _ in range(self.workers):  # start every worker now, so the first real chunk is not slowed
+                self._executor.submit(_noop)
+        return self._executor
+
+    def warm(self) -> None:
+        with self._lock:
+            self._ensure()
+
+    def submit(self, fn: Callable, *args: Any) -> tuple[Future, int]:
+        """Submit and say which pool generation took it, so breakage is handled once per generation."""
+        with self._lock:
+            executor = self._ensure()
+            return executor.submit(fn, *args), self.generation
+
+    def resize(self, workers: int) -> None:
+        """New work goes to a pool of the new size; chunks already running finish on the old one."""
+        with self._lock:
+            if workers == self.workers:
+                return
+            self.workers = workers
+            if self._executor is not None:
+                old, self._executor = self._executor, None
+                old.shutdown(wait=False, cancel_futures=False)
+                self._retired.append(old)
+                self._ensure()
+
+    def set_initializer(self, initializer: Callable[[], None] | None) -> None:
+        with self._lock:
+            self._initializer = initializer
+
+    def rebuild(self, generation: int, kill: bool) -> bool:
+        """Replace a broken or hung pool once per generation; True when this call rebuilt it."""
+        with self._lock:
+            if generation != self.generation or self._executor is None:
+                return False
+            old, self._executor = self._executor, None
+            self.rebuilds += 1
+            if kill:
+                _terminate(old)
+            old.shutdown(wait=False, cancel_futures=True)
+            self._ensure()
+            return True
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            processes = getattr(self._executor, "_processes", None) or {}
+            return list(processes)
+
+    def shutdown(self, wait: bool, kill: bool) -> None:
+        with self._lock:
+            executors = self._retired + ([self._executor] if self._executor else [])
+            self._executor, self._retired = None, []
+        for executor in executors:
+            if kill:
+                _terminate(executor)
+            executor.shutdown(wait=wait and not kill, cancel_futures=kill)
+
+
+def _terminate(executor: ProcessPoolExecutor) -> None:
+    processes = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        try:
+            process.kill()
+        except Exception:  # noqa: BLE001 - already gone
+            pass

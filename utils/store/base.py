@@ -1,0 +1,468 @@
+"""The Store interface every backend implements, the row rules they share, and the schema.
+
+The lead's task queue codes against `Store` only, so SQLite (one machine),
+PostgreSQL (shared server) and Supabase (hosted) are interchangeable. Rows are
+plain dicts; timestamps are float epoch seconds; JSON columns hold any JSON
+value. The schema is created and migrated by the project: MIGRATIONS holds an
+ordered list of SQL steps per dialect and `schema_version` records how many ran.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
+from contextlib import contextmanager
+
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+ITEM_STATUSES = ("pending", "completed", "failed", "cancelled")
+RUN_SOURCES = ("job", "benchmark")
+
+JOB_COLUMNS = (
+    "id", "owner", "kind", "fn", "params", "status", "total", "done", "failed",
+    "backend_used", "error", "created_at", "started_at", "finished_at", "idem_key",
+)
+ITEM_COLUMNS = ("job_id", "idx", "input", "status", "attempts", "result", "error", "duration_ms", "updated_at")
+RESULT_COLUMNS = ("job_id", "idx", "status", "attempts", "result", "error", "duration_ms", "updated_at")
+FILE_COLUMNS = ("id", "owner", "name", "size", "sha256", "path", "storage", "created_at")
+RUN_COLUMNS = ("workload", "backend", "workers", "chunk_size", "items", "seconds", "source", "created_at")
+HISTORY_COLUMNS = ("record", "source", "created_at")
+JSON_COLUMNS = {"jobs": {"params"}, "items": {"input", "result"}, "history": {"record"}, "cache": {"value"}}
+# Tables db_ops.batch_insert may write to, with their columns (a whitelist: names go into SQL).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "jobs": JOB_COLUMNS,
+    "items": ITEM_COLUMNS,
+    "history": HISTORY_COLUMNS,
+    "files": FILE_COLUMNS,
+    "cache": ("namespace", "key", "value", "updated_at"),
+    "runs": RUN_COLUMNS,
+}
+
+_JOB_DEFAULTS: dict[str, Any] = {
+    "kind": "", "fn": "", "params": {}, "status": "pending", "total": 0, "done": 0, "failed": 0,
+    "backend_used": "", "error": "", "started_at": None, "finished_at": None, "idem_key": None,
+}
+
+# One list of steps per dialect; append, never edit a released step.
+MIGRATIONS: dict[str, list[str]] = {
+    "sqlite": [
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT '',
+            fn TEXT NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'pending',
+            total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            backend_used TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            idem_key TEXT,
+            UNIQUE (owner, idem_key)
+        );
+        CREATE INDEX jobs_owner_created ON jobs (owner, created_at);
+        CREATE INDEX jobs_status ON jobs (status);
+        CREATE TABLE items (
+            job_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            input TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            result TEXT,
+            error TEXT,
+            duration_ms REAL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (job_id, idx)
+        );
+        CREATE INDEX items_job_status ON items (job_id, status, idx);
+        CREATE TABLE history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            record TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE files (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            path TEXT NOT NULL,
+            storage TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE cache (
+            namespace TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (namespace, key)
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            workload TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            workers INTEGER NOT NULL,
+            chunk_size INTEGER,
+            items INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            source TEXT NOT NULL DEFAULT 'job',
+            created_at REAL NOT NULL
+        );
+        """,
+    ],
+    "postgres": [
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT '',
+            fn TEXT NOT NULL DEFAULT '',
+            params JSONB NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'pending',
+            total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            backend_used TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT '',
+            created_at DOUBLE PRECISION NOT NULL,
+            started_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION,
+            idem_key TEXT,
+            UNIQUE (owner, idem_key)
+        );
+        CREATE INDEX jobs_owner_created ON jobs (owner, created_at);
+        CREATE INDEX jobs_status ON jobs (status);
+        CREATE TABLE items (
+            job_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            input JSONB,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            result JSONB,
+            error TEXT,
+            duration_ms DOUBLE PRECISION,
+            updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (job_id, idx)
+        );
+        CREATE INDEX items_job_status ON items (job_id, status, idx);
+        CREATE TABLE history (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            record JSONB NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            created_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE files (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            sha256 TEXT NOT NULL,
+            path TEXT NOT NULL,
+            storage TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE cache (
+            namespace TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value JSONB,
+            updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (namespace, key)
+        );
+        CREATE TABLE runs (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            workload TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            workers INTEGER NOT NULL,
+            chunk_size INTEGER,
+            items INTEGER NOT NULL,
+            seconds DOUBLE PRECISION NOT NULL,
+            source TEXT NOT NULL DEFAULT 'job',
+            created_at DOUBLE PRECISION NOT NULL
+        );
+        """,
+    ],
+}
+SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at {real} NOT NULL)"
+
+
+def schema_sql(dialect: str = "postgres") -> str:
+    """The whole schema as one script, e.g. to paste into the Supabase SQL editor."""
+    real = "REAL" if dialect == "sqlite" else "DOUBLE PRECISION"
+    steps = MIGRATIONS[dialect]
+    parts = [SCHEMA_VERSION_DDL.format(real=real) + ";"]
+    for number, step in enumerate(steps, start=1):
+        parts.append(step.strip())
+        parts.append(f"INSERT INTO schema_version (version, applied_at) VALUES ({number}, 0);")
+    return "\n".join(parts) + "\n"
+
+
+class StoreError(RuntimeError):
+    """A store could not be opened or used (bad schema, unreachable server)."""
+
+
+def now() -> float:
+    return time.time()
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a JSON column (compact; non-ASCII kept readable)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def new_job_row(job: dict) -> dict:
+    """A complete jobs row from what the caller gave; rejects unknown keys and bad statuses."""
+    unknown = set(job) - set(JOB_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown job fields: {sorted(unknown)}")
+    for required in ("id", "owner"):
+        if not job.get(required):
+            raise ValueError(f"a job needs a non-empty {required!r}")
+    row = {**_JOB_DEFAULTS, "created_at": now(), **job}
+    if not row["idem_key"]:
+        row["idem_key"] = None  # NULLs never collide, so jobs without a key are all distinct
+    check_job_fields(row)
+    return {column: row[column] for column in JOB_COLUMNS}
+
+
+def check_job_fields(fields: dict) -> None:
+    """Reject unknown columns and statuses before they reach SQL."""
+    unknown = set(fields) - set(JOB_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown job fields: {sorted(unknown)}")
+    if "status" in fields and fields["status"] not in JOB_STATUSES:
+        raise ValueError(f"job status {fields['status']!r} is not one of {JOB_STATUSES}")
+
+
+def result_rows(job_id: str, rows: Sequence[dict]) -> list[dict]:
+    """Complete item result rows, one per idx (the last wins, so one batch never hits a key twice)."""
+    stamp = now()
+    by_idx: dict[int, dict] = {}
+    for row in rows:
+        status = row.get("status")
+        if status not in ITEM_STATUSES:
+            raise ValueError(f"item status {status!r} is not one of {ITEM_STATUSES}")
+        idx = int(row["idx"])
+        by_idx[idx] = {
+            "job_id": job_id,
+            "idx": idx,
+            "status": status,
+            "attempts": int(row.get("attempts", 1)),
+            "result": row.get("result"),
+            "error": row.get("error"),
+            "duration_ms": None if row.get("duration_ms") is None else float(row["duration_ms"]),
+            "updated_at": stamp,
+        }
+    return list(by_idx.values())
+
+
+def run_row(run: dict) -> dict:
+    """A complete runs row; source defaults to "job"."""
+    missing = {"workload", "backend", "workers", "items", "seconds"} - set(run)
+    if missing:
+        raise ValueError(f"a run needs {sorted(missing)}")
+    row = {"chunk_size": None, "source": "job", "created_at": now(), **run}
+    if row["source"] not in RUN_SOURCES:
+        raise ValueError(f"run source {row['source']!r} is not one of {RUN_SOURCES}")
+    return {column: row[column] for column in RUN_COLUMNS}
+
+
+def file_row(meta: dict) -> dict:
+    missing = set(FILE_COLUMNS) - {"created_at"} - set(meta)
+    if missing:
+        raise ValueError(f"file metadata needs {sorted(missing)}")
+    row = {"created_at": now(), **meta}
+    return {column: row[column] for column in FILE_COLUMNS}
+
+
+def check_table_rows(table: str, rows: Sequence[dict]) -> tuple[str, ...]:
+    """The columns of a generic batch insert, checked against the known schema (names go into SQL)."""
+    if table not in TABLE_COLUMNS:
+        raise ValueError(f"unknown table {table!r}; known: {sorted(TABLE_COLUMNS)}")
+    columns = tuple(rows[0]) if rows else ()
+    for row in rows:
+        if tuple(row) != columns:
+            raise ValueError("every row of a batch insert must have the same keys in the same order")
+    unknown = set(columns) - set(TABLE_COLUMNS[table])
+    if unknown:
+        raise ValueError(f"unknown columns for {table}: {sorted(unknown)}")
+    return columns
+
+
+C = TypeVar("C")
+
+
+class ConnectionPool(Generic[C]):
+    """A few reusable connections shared by all threads: borrow one per operation.
+
+    Threads come and go (Streamlit starts one per rerun), so connections are not
+    tied to threads; at most `size` are open, and a borrower waits for a free one.
+    """
+
+    def __init__(self, connect: Callable[[], C], size: int, is_broken: Callable[[C], bool], close: Callable[[C], None]) -> None:
+        self._connect = connect
+        self._is_broken = is_broken
+        self._close = close
+        self._idle: queue.LifoQueue[C] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._open: list[C] = []
+        self._closed = False
+
+    @contextmanager
+    def connection(self, timeout: float = 60.0) -> Iterator[C]:
+        if not self._slots.acquire(timeout=timeout):
+            raise StoreError(f"no database connection became free within {timeout:.0f} s")
+        conn = None
+        try:
+            conn = self._take()
+            yield conn
+        finally:
+            if conn is not None:
+                self._give_back(conn)
+            self._slots.release()
+
+    def _take(self) -> C:
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+            with self._lock:
+                self._open.append(conn)
+            return conn
+
+    def _give_back(self, conn: C) -> None:
+        if self._closed or self._is_broken(conn):
+            self._discard(conn)
+        else:
+            self._idle.put(conn)
+
+    def _discard(self, conn: C) -> None:
+        with self._lock:
+            if conn in self._open:
+                self._open.remove(conn)
+        try:
+            self._close(conn)
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        """Close every connection; borrowers still running close theirs on return."""
+        self._closed = True
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            self._discard(conn)
+
+
+class Store(ABC):
+    """Jobs, their items, history, uploaded files, a small cache and performance runs.
+
+    All methods are thread-safe. Lists come newest first unless said otherwise.
+    """
+
+    backend: str = ""
+
+    # --- jobs -------------------------------------------------------------
+    @abstractmethod
+    def create_job(self, job: dict) -> bool:
+        """Insert a job; False (and nothing changed) if its id or (owner, idem_key) exists."""
+
+    @abstractmethod
+    def find_job_by_key(self, owner: str, idem_key: str) -> dict | None: ...
+
+    @abstractmethod
+    def get_job(self, job_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def list_jobs(self, owner: str | None = None, statuses: Sequence[str] | None = None,
+                  kind: str | None = None, limit: int = 100) -> list[dict]:
+        """Jobs newest first, optionally filtered."""
+
+    @abstractmethod
+    def update_job(self, job_id: str, **fields: Any) -> None: ...
+
+    # --- items ------------------------------------------------------------
+    @abstractmethod
+    def add_items(self, job_id: str, inputs: Iterable[tuple[int, Any]]) -> int:
+        """Add pending items in one batch; existing (job_id, idx) are left alone. Returns how many were new."""
+
+    @abstractmethod
+    def save_results(self, job_id: str, rows: Sequence[dict]) -> None:
+        """Upsert results by (job_id, idx) in one transaction; attempts defaults to 1."""
+
+    @abstractmethod
+    def pending_items(self, job_id: str) -> list[tuple[int, Any]]:
+        """(idx, input) of pending items, by idx."""
+
+    @abstractmethod
+    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Item rows by idx."""
+
+    @abstractmethod
+    def item_counts(self, job_id: str) -> dict[str, int]:
+        """Count per item status; every status in ITEM_STATUSES is present."""
+
+    @abstractmethod
+    def cancel_pending(self, job_id: str, reason: str) -> int:
+        """Mark pending items cancelled with the reason as their error; returns how many."""
+
+    # --- validation history ------------------------------------------------
+    @abstractmethod
+    def add_history(self, records: Sequence[dict], source: str) -> int: ...
+
+    @abstractmethod
+    def history(self, limit: int | None = None) -> list[dict]:
+        """History rows (id, record, source, created_at), newest first."""
+
+    # --- uploaded files ----------------------------------------------------
+    @abstractmethod
+    def add_file(self, meta: dict) -> None:
+        """Record an uploaded file; an existing id keeps its first record (uploads are write-once)."""
+
+    @abstractmethod
+    def get_file(self, file_id: str) -> dict | None: ...
+
+    # --- key-value cache ---------------------------------------------------
+    @abstractmethod
+    def cache_get(self, namespace: str, key: str) -> Any | None:
+        """The cached value, or None if absent (so do not cache None itself)."""
+
+    @abstractmethod
+    def cache_put(self, namespace: str, key: str, value: Any) -> None: ...
+
+    # --- performance runs --------------------------------------------------
+    @abstractmethod
+    def record_run(self, run: dict) -> None: ...
+
+    @abstractmethod
+    def runs(self, limit: int = 1000) -> list[dict]:
+        """The latest runs, newest first."""
+
+    # --- helpers for db_ops ------------------------------------------------
+    @abstractmethod
+    def insert_rows(self, table: str, rows: Sequence[dict]) -> int:
+        """Plain batch insert into one of the schema's tables (one transaction); returns the row count."""
+
+    def execute(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[dict]:
+        """Run one read-only SQL query and return its rows as dicts (SQL backends only)."""
+        raise NotImplementedError(f"the {self.backend} backend cannot run SQL; use a SQL backend (DATABASE_URL)")
+
+    @abstractmethod
+    def close(self) -> None: ...

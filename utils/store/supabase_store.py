@@ -1,0 +1,236 @@
+"""The Supabase backend: the same tables reached through Supabase's REST API (PostgREST) and Storage.
+
+Use it when only SUPABASE_URL and SUPABASE_KEY are known (e.g. Streamlit Cloud).
+Supabase is PostgreSQL, so with its direct connection string in DATABASE_URL the
+PostgreSQL backend is faster (COPY) and creates the schema itself; through the
+REST API the schema must already exist: run `schema_sql("postgres")` from
+utils/store/base.py once in the Supabase SQL editor.
+
+No Supabase server can run on the development machines (no Docker, no package),
+so the tests drive this module through the real `supabase` client against
+tests/fixtures/supabase_server.py, a local HTTP server that answers the same
+PostgREST and Storage requests: the HTTP boundary is what is tested.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+from postgrest.exceptions import APIError
+from storage3.exceptions import StorageApiError
+from supabase import Client, create_client
+
+from utils.store.base import (
+    ITEM_STATUSES,
+    MIGRATIONS,
+    Store,
+    StoreError,
+    check_job_fields,
+    check_table_rows,
+    file_row,
+    new_job_row,
+    now,
+    result_rows,
+    run_row,
+)
+
+PAGE_ROWS = 1000  # Supabase returns at most 1000 rows per request by default
+ITEMS_PER_REQUEST = 5000
+UNIQUE_VIOLATION = "23505"
+
+
+class SupabaseStore(Store):
+    """Store in a Supabase project, through the `supabase` client."""
+
+    backend = "supabase"
+
+    def __init__(self, url: str, key: str, client: Client | None = None) -> None:
+        self.client = client or create_client(url, key)
+        self.client.postgrest  # build the shared REST client now, not racily in worker threads
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        expected = len(MIGRATIONS["postgres"])
+        hint = ("apply the schema once in the Supabase SQL editor (python -c \"from utils.store.base import "
+                "schema_sql; print(schema_sql())\"), or set DATABASE_URL to the project's direct connection string")
+        try:
+            rows = self._table("schema_version").select("version").order("version", desc=True).limit(1).execute().data
+        except APIError as exc:
+            raise StoreError(f"the Supabase project has no Spindle schema ({exc.message}); {hint}") from exc
+        found = rows[0]["version"] if rows else 0
+        if found < expected:
+            raise StoreError(f"the Supabase schema is at version {found}, Spindle needs {expected}; {hint}")
+
+    def _table(self, name: str):  # -> SyncRequestBuilder
+        return self.client.table(name)
+
+    def _select_all(self, build: Callable[[], Any], limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Page through a select (the server caps rows per request); `build` must order by a unique key."""
+        rows: list[dict] = []
+        while limit is None or len(rows) < limit:
+            want = PAGE_ROWS if limit is None else min(PAGE_ROWS, limit - len(rows))
+            start = offset + len(rows)
+            batch = build().range(start, start + want - 1).execute().data
+            if not batch:
+                break
+            rows.extend(batch)
+        return rows
+
+    # --- jobs ----------------------------------------------------------------
+    def create_job(self, job: dict) -> bool:
+        row = new_job_row(job)
+        try:
+            self._table("jobs").insert(row, returning="minimal").execute()
+        except APIError as exc:
+            if exc.code == UNIQUE_VIOLATION:
+                return False
+            raise
+        return True
+
+    def find_job_by_key(self, owner: str, idem_key: str) -> dict | None:
+        rows = self._table("jobs").select("*").eq("owner", owner).eq("idem_key", idem_key).limit(1).execute().data
+        return rows[0] if rows else None
+
+    def get_job(self, job_id: str) -> dict | None:
+        rows = self._table("jobs").select("*").eq("id", job_id).limit(1).execute().data
+        return rows[0] if rows else None
+
+    def list_jobs(self, owner: str | None = None, statuses: Sequence[str] | None = None,
+                  kind: str | None = None, limit: int = 100) -> list[dict]:
+        if statuses is not None and not statuses:
+            return []
+
+        def build():
+            query = self._table("jobs").select("*")
+            if owner is not None:
+                query = query.eq("owner", owner)
+            if statuses is not None:
+                query = query.in_("status", list(statuses))
+            if kind is not None:
+                query = query.eq("kind", kind)
+            return query.order("created_at", desc=True).order("id", desc=True)
+
+        return self._select_all(build, limit=int(limit))
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        check_job_fields(fields)
+        fields.pop("id", None)
+        if fields:
+            self._table("jobs").update(fields, returning="minimal").eq("id", job_id).execute()
+
+    # --- items ---------------------------------------------------------------
+    def add_items(self, job_id: str, inputs: Iterable[tuple[int, Any]]) -> int:
+        stamp = now()
+        rows = [{"job_id": job_id, "idx": int(idx), "input": value, "status": "pending", "attempts": 0,
+                 "updated_at": stamp} for idx, value in inputs]
+        added = 0
+        for start in range(0, len(rows), ITEMS_PER_REQUEST):
+            response = self._table("items").upsert(
+                rows[start:start + ITEMS_PER_REQUEST], on_conflict="job_id,idx", ignore_duplicates=True,
+                returning="minimal", count="exact",
+            ).execute()
+            added += response.count or 0
+        return added
+
+    def save_results(self, job_id: str, rows: Sequence[dict]) -> None:
+        complete = result_rows(job_id, rows)
+        if complete:  # one request is one transaction in PostgREST
+            self._table("items").upsert(complete, on_conflict="job_id,idx", returning="minimal").execute()
+
+    def pending_items(self, job_id: str) -> list[tuple[int, Any]]:
+        rows = self._select_all(
+            lambda: self._table("items").select("idx,input").eq("job_id", job_id).eq("status", "pending").order("idx")
+        )
+        return [(row["idx"], row["input"]) for row in rows]
+
+    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+        def build():
+            query = self._table("items").select("*").eq("job_id", job_id)
+            if status is not None:
+                query = query.eq("status", status)
+            return query.order("idx")
+
+        return self._select_all(build, limit=limit, offset=int(offset))
+
+    def item_counts(self, job_id: str) -> dict[str, int]:
+        counts = {}
+        for status in ITEM_STATUSES:
+            response = (self._table("items").select("idx", count="exact").eq("job_id", job_id)
+                        .eq("status", status).limit(1).execute())
+            counts[status] = response.count or 0
+        return counts
+
+    def cancel_pending(self, job_id: str, reason: str) -> int:
+        response = (self._table("items")
+                    .update({"status": "cancelled", "error": reason, "updated_at": now()}, count="exact", returning="minimal")
+                    .eq("job_id", job_id).eq("status", "pending").execute())
+        return response.count or 0
+
+    # --- history -------------------------------------------------------------
+    def add_history(self, records: Sequence[dict], source: str) -> int:
+        stamp = now()
+        return self.insert_rows("history", [{"record": r, "source": source, "created_at": stamp} for r in records])
+
+    def history(self, limit: int | None = None) -> list[dict]:
+        return self._select_all(lambda: self._table("history").select("*").order("id", desc=True), limit=limit)
+
+    # --- files ---------------------------------------------------------------
+    def add_file(self, meta: dict) -> None:
+        self._table("files").upsert(file_row(meta), on_conflict="id", ignore_duplicates=True, returning="minimal").execute()
+
+    def get_file(self, file_id: str) -> dict | None:
+        rows = self._table("files").select("*").eq("id", file_id).limit(1).execute().data
+        return rows[0] if rows else None
+
+    # --- cache ---------------------------------------------------------------
+    def cache_get(self, namespace: str, key: str) -> Any | None:
+        rows = self._table("cache").select("value").eq("namespace", namespace).eq("key", key).limit(1).execute().data
+        return rows[0]["value"] if rows else None
+
+    def cache_put(self, namespace: str, key: str, value: Any) -> None:
+        row = {"namespace": namespace, "key": key, "value": value, "updated_at": now()}
+        self._table("cache").upsert(row, on_conflict="namespace,key", returning="minimal").execute()
+
+    # --- runs ----------------------------------------------------------------
+    def record_run(self, run: dict) -> None:
+        self._table("runs").insert(run_row(run), returning="minimal").execute()
+
+    def runs(self, limit: int = 1000) -> list[dict]:
+        return self._select_all(lambda: self._table("runs").select("*").order("id", desc=True), limit=int(limit))
+
+    # --- db_ops helpers --------------------------------------------------------
+    def insert_rows(self, table: str, rows: Sequence[dict]) -> int:
+        """Insert in one request (one transaction); returns the row count."""
+        check_table_rows(table, rows)
+        if rows:
+            self._table(table).insert(list(rows), returning="minimal").execute()
+        return len(rows)
+
+    def close(self) -> None:
+        self.client.postgrest.aclose()  # despite the name, closes the sync HTTP session
+
+
+class SupabaseBucket:
+    """Write-once object storage in a Supabase Storage bucket (used by smart_storage)."""
+
+    def __init__(self, client: Client, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def upload(self, key: str, data: bytes) -> None:
+        """Store the bytes under key; an object already there is kept (keys are content hashes)."""
+        try:
+            self.client.storage.from_(self.bucket).upload(
+                key, data, file_options={"content-type": "application/octet-stream", "upsert": "false"}
+            )
+        except StorageApiError as exc:
+            if exc.code != "Duplicate" and str(exc.status) != "409":
+                raise
+
+    def download(self, key: str) -> bytes:
+        return self.client.storage.from_(self.bucket).download(key)
+
+
+def open_bucket(url: str, key: str, bucket: str, store: Store | None = None) -> SupabaseBucket:
+    """A bucket handle, sharing the store's client when the store is Supabase too."""
+    client = store.client if isinstance(store, SupabaseStore) else create_client(url, key)
+    return SupabaseBucket(client, bucket)

@@ -1,0 +1,104 @@
+"""A resizable pool of worker threads that can replace a stuck worker.
+
+concurrent.futures.ThreadPoolExecutor can neither shrink nor give up on a thread
+that hangs; this pool does both, so a live resize loses no work and a timed-out
+item frees its worker slot at once (the stuck thread retires when it returns).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger(__name__)
+_RETIRE = object()
+
+
+class WorkerThreads:
+    def __init__(self, name: str, workers: int, initializer: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._to_retire: set[threading.Thread] = set()
+        self._initializer = initializer
+        self._counter = itertools.count(1)
+        self._target = 0
+        self.resize(workers)
+
+    @property
+    def size(self) -> int:
+        return self._target
+
+    def set_initializer(self, initializer: Callable[[], None] | None) -> None:
+        """New threads run it once; threads already running keep what they have."""
+        self._initializer = initializer
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self._queue.put(work)
+
+    def resize(self, workers: int) -> None:
+        """Grow by starting threads; shrink by retiring threads after their current work."""
+        with self._lock:
+            change = workers - self._target
+            self._target = workers
+            for _ in range(max(0, change)):
+                self._start_thread()
+        for _ in range(max(0, -change)):
+            self._queue.put(_RETIRE)
+
+    def abandon(self, thread: threading.Thread | None) -> None:
+        """Give up on a stuck thread: start a replacement now, retire the stuck one when it returns."""
+        with self._lock:
+            if thread is not None and thread in self._threads:
+                self._to_retire.add(thread)
+            self._start_thread()
+
+    def alive(self) -> int:
+        with self._lock:
+            return len(self._threads) - len(self._to_retire)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Ask every thread to stop; wait up to `timeout`. True when all stopped in time."""
+        with self._lock:
+            threads = list(self._threads)
+            self._target = 0
+        for _ in threads:
+            self._queue.put(_RETIRE)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return not any(t.is_alive() for t in threads)
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._loop, name=f"spindle-{self.name}-{next(self._counter)}", daemon=True)
+        self._threads.add(thread)
+        thread.start()
+
+    def _loop(self) -> None:
+        me = threading.current_thread()
+        try:
+            if self._initializer is not None:
+                self._initializer()
+        except Exception:  # noqa: BLE001 - a broken hook must not kill the pool silently
+            log.exception("worker initializer failed in %s", me.name)
+        try:
+            while True:
+                work = self._queue.get()
+                if work is _RETIRE:
+                    return
+                try:
+                    work()
+                except Exception:  # noqa: BLE001 - work items report their own errors
+                    log.exception("unhandled error in %s", me.name)
+                with self._lock:
+                    if me in self._to_retire:
+                        return
+        finally:
+            with self._lock:
+                self._threads.discard(me)
+                self._to_retire.discard(me)
