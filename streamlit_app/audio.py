@@ -201,6 +201,8 @@ def _first_strong_peak(values: np.ndarray, start: int, stop: int, share: float =
     if len(peaks) == 0:
         return None
     best = window[peaks].max()
+    if best <= 0:
+        return None  # no positive correlation anywhere in range: nothing repeats
     strong = peaks[window[peaks] >= share * best]
     return int(start + strong[0])
 
@@ -342,3 +344,9 @@ def analyse_audio(name: str, data: bytes, options: dict | None = None) -> dict[s
         row["transcript_preview"] = transcribe_preview(mono, rate, seconds)
         row["transcript_note"] = TRANSCRIPT_NOTE
     return row
+
+
+def analyse_audio_item(item: tuple) -> dict[str, Any]:
+    """One-argument form for the threading manager's map: item is (name, data) or (name, data, options)."""
+    name, data, *rest = item
+    return analyse_audio(name, data, rest[0] if rest else None)

@@ -221,6 +221,12 @@ def analyse_image(name: str, data: bytes, options: dict | None = None) -> dict[s
     return row
 
 
+def analyse_image_item(item: tuple) -> dict[str, Any]:
+    """One-argument form for the threading manager's map: item is (name, data) or (name, data, options)."""
+    name, data, *rest = item
+    return analyse_image(name, data, rest[0] if rest else None)
+
+
 # ---------------------------------------------------------------- duplicates
 
 

@@ -349,6 +349,12 @@ def analyse_text(name: str, data: bytes, options: dict | None = None) -> dict[st
     return row
 
 
+def analyse_text_item(item: tuple) -> dict[str, Any]:
+    """One-argument form for the threading manager's map: item is (name, data) or (name, data, options)."""
+    name, data, *rest = item
+    return analyse_text(name, data, rest[0] if rest else None)
+
+
 # ---------------------------------------------------------------- duplicates
 
 

@@ -63,6 +63,9 @@ class Job:
         self._source: Iterator[tuple[int, Any]] = enumerate(items)
         self._source_done = False
         self.requeued: deque[list[tuple[int, Any]]] = deque()
+        # Single items that were running when a worker process died beside another item: each is
+        # re-run alone (isolated) so that only the item that kills its worker is blamed.
+        self.suspects: deque[list[tuple[int, Any]]] = deque()
         self.results: list[Any] = [_MISSING] * self.total if self.total is not None else []
         self.seen = 0  # items taken from the source
         self.done = 0
@@ -102,7 +105,8 @@ class Job:
             self.results.extend([_MISSING] * len(chunk))
         return chunk
 
-    def has_waiting(self) -> bool:
+    def has_ready(self) -> bool:
+        """Items `take` can hand out (suspects wait for an isolated run instead)."""
         if self.requeued:
             return True
         if self._source_done:
@@ -111,15 +115,20 @@ class Job:
             return self.seen < self.total
         return True
 
+    def has_waiting(self) -> bool:
+        return bool(self.suspects) or self.has_ready()
+
     def waiting_count(self) -> int:
-        requeued = sum(len(c) for c in self.requeued)
+        requeued = sum(len(c) for c in self.requeued) + sum(len(c) for c in self.suspects)
         if self.total is not None:
             return requeued + self.total - self.seen
         return requeued
 
     def drain_waiting(self) -> list[tuple[int, Any]]:
         """Everything not yet handed to a worker (used when cancelling)."""
-        waiting = [pair for chunk in self.requeued for pair in chunk]
+        waiting = [pair for chunk in self.suspects for pair in chunk]
+        waiting += [pair for chunk in self.requeued for pair in chunk]
+        self.suspects.clear()
         self.requeued.clear()
         if not self._source_done:
             rest = list(self._source)

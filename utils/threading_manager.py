@@ -50,6 +50,7 @@ class Pool:
     threads: WorkerThreads | None = None
     processes: Any = None  # ProcessWorkers, or a cluster backend with the same methods
     in_flight: int = 0
+    isolated: int = 0  # suspect items running alone after a worker death (nothing else is dispatched)
     held_for_memory: bool = False
     metrics: PoolMetrics = field(default_factory=PoolMetrics)
 
@@ -72,6 +73,7 @@ class InFlight:
     generation: int = 0
     timed_out: bool = False
     innocent: bool = False
+    isolated: bool = False
 
 
 def _invoke(call: Callable[[], Any], _item: Any) -> Any:
@@ -182,13 +184,14 @@ class ThreadingManager:
             else:
                 future.set_result(value)
 
+        future.set_running_or_notify_cancel()  # before the task can finish: set_result needs RUNNING/PENDING
         job = self.map(functools.partial(_invoke, call), [None], chunk_size=1, kind=kind, pool=pool,
                        name=task_name or getattr(fn, "__name__", "task"), owner=owner)
-        job.on_done = finish  # type: ignore[attr-defined]
-        with self._lock:
-            if job.finished_flag:
-                finish(job.result())
-        future.set_running_or_notify_cancel()
+        with self._lock:  # _after_complete reads on_done under the same lock as it marks the job finished
+            job.on_done = finish  # type: ignore[attr-defined]
+            finished = job.finished_flag
+        if finished:
+            finish(job.result())
         return future
 
     def job(self, job_id: str) -> Job | None:
@@ -350,19 +353,22 @@ class ThreadingManager:
         last_sample = 0.0
         while True:
             expired: list[InFlight] = []
+            exhausted: list[Job] = []
             with self._wake:
                 if self._stopping:
                     return
                 try:
                     self._cancel_requested_locked()
-                    self._dispatch_locked()
+                    exhausted = self._dispatch_locked()
                     expired = self._expired_locked()
                 except Exception:  # noqa: BLE001 - the dispatcher must survive anything
                     log.exception("dispatcher error")
                 has_timeouts = any(r.job.timeout for r in self._in_flight)
                 wait = 0.05 if has_timeouts else (0.25 if self._memory_held else 1.0)
-                if not expired:
+                if not expired and not exhausted:
                     self._wake.wait(wait)
+            for job in exhausted:  # an iterator ran dry after its last chunk finished: finish the job
+                self._after_complete(job, [])
             for record in expired:
                 self._handle_timeout(record)
             now = time.monotonic()
@@ -374,12 +380,23 @@ class ThreadingManager:
         snap = self._sampler.snapshot()
         return snap.memory_available_mb >= self.config.min_free_memory_mb
 
-    def _dispatch_locked(self) -> None:
+    def _dispatch_locked(self) -> list[Job]:
+        """Hand out chunks; returns jobs found finished (an iterator without len ran dry)."""
         memory_ok = self._memory_ok()
         self._memory_held = False
+        exhausted: list[Job] = []
         total_in_flight = sum(p.in_flight for p in self._pools.values())
         for pool in self._pools.values():
             pool.held_for_memory = False
+            if pool.isolated:
+                continue  # a suspect item runs alone until it finishes or kills its worker
+            suspect = self._suspect_job_locked(pool)
+            if suspect is not None:
+                # Let the pool drain, then run one suspect alone: if its worker dies, it is the killer.
+                if pool.in_flight == 0 and self._dispatch_chunk_locked(pool, suspect, suspect.suspects.popleft(),
+                                                                       isolated=True):
+                    total_in_flight += 1
+                continue
             while pool.in_flight < pool.capacity() and total_in_flight < self.config.max_total_workers:
                 job = self._pick_job_locked(pool)
                 if job is None:
@@ -389,12 +406,21 @@ class ThreadingManager:
                     break
                 if self._dispatch_chunk_locked(pool, job):
                     total_in_flight += 1
+                elif job.is_finished_locked() and not job.finished_flag:
+                    exhausted.append(job)
+        return exhausted
+
+    def _suspect_job_locked(self, pool: Pool) -> Job | None:
+        for job in self._jobs.values():
+            if job.pool == pool.name and job.suspects and not job.cancel_event.is_set():
+                return job
+        return None
 
     def _pick_job_locked(self, pool: Pool) -> Job | None:
         """Fair share: the user with the fewest running chunks goes next; one user's jobs run in order."""
         best, best_key = None, None
         for job in self._jobs.values():
-            if job.pool != pool.name or job.cancel_event.is_set() or not job.has_waiting():
+            if job.pool != pool.name or job.cancel_event.is_set() or not job.has_ready():
                 continue
             if job.phase == "probe" and job.in_flight and getattr(job, "probe_sent", 0) >= getattr(job, "probe_target", 1):
                 continue
@@ -421,9 +447,10 @@ class ThreadingManager:
     def _chunk_size_locked(self, pool: Pool, job: Job) -> int:
         slots = self._slots_for(pool, job)
         waiting = job.waiting_count() if job.total is not None else None
-        if job.phase == "probe":
-            return max(1, min(256, math.ceil(waiting / slots) if waiting else 256))
         explicit = job.explicit_chunk_size or pool.chunk_size
+        if job.phase == "probe":
+            size = max(1, min(256, math.ceil(waiting / slots) if waiting else 256))
+            return min(size, explicit) if explicit else size  # an explicit chunk size holds for the probe too
         if explicit:
             return explicit
         if job.per_item_s is None:
@@ -437,9 +464,13 @@ class ThreadingManager:
             size = min(size, max(floor, math.ceil(waiting / (slots * 4))))
         return max(1, size)
 
-    def _dispatch_chunk_locked(self, pool: Pool, job: Job) -> bool:
-        size = self._chunk_size_locked(pool, job)
-        chunk = job.take(size)
+    def _dispatch_chunk_locked(self, pool: Pool, job: Job, chunk: list[tuple[int, Any]] | None = None,
+                               isolated: bool = False) -> bool:
+        if chunk is None:
+            size = self._chunk_size_locked(pool, job)
+            chunk = job.take(size)
+        else:
+            size = len(chunk)
         if not chunk:
             return False
         now = time.monotonic()
@@ -457,7 +488,9 @@ class ThreadingManager:
         if job.owner is not None:
             self._owner_in_flight[job.owner] += 1
             self._owner_last[job.owner] = now
-        record = InFlight(job, pool, chunk, now, probe=probe)
+        record = InFlight(job, pool, chunk, now, probe=probe, isolated=isolated)
+        if isolated:
+            pool.isolated += 1
         self._in_flight.add(record)
         items = [item for _, item in chunk]
         if job.backend in ("process", "dask"):
@@ -484,6 +517,8 @@ class ThreadingManager:
     def _release_slot_locked(self, record: InFlight) -> None:
         record.job.in_flight -= 1
         record.pool.in_flight -= 1
+        if record.isolated:
+            record.pool.isolated -= 1
         if record.job.owner is not None:
             self._owner_in_flight[record.job.owner] -= 1
 
@@ -534,16 +569,22 @@ class ThreadingManager:
                 breaks = getattr(job, "breaks", {})
                 job.breaks = breaks
                 breaks[index] = breaks.get(index, 0) + 1
+                alone = getattr(job, "alone_breaks", {})
+                job.alone_breaks = alone
+                if record.isolated:
+                    alone[index] = alone.get(index, 0) + 1
                 if record.timed_out:
                     error = ItemError(index, "TimeoutError",
                                       f"took longer than {job.timeout:g}s; its worker process was replaced", 1)
                     pool.metrics.record_items([float(job.timeout or 0)], failed=1, retried=0, timed_out=1)
-                elif breaks[index] > max(1, job.retries):
+                elif record.isolated and alone[index] > job.retries:
+                    # It ran alone in the pool and its worker died: this item is the killer.
                     error = ItemError(index, "WorkerDied", "the worker process died while running this item "
                                       "(killed or out of memory)", breaks[index])
                     pool.metrics.record_items([0.0], failed=1, retried=breaks[index] - 1)
                 else:
-                    job.requeued.appendleft(record.chunk)
+                    # Another item may have killed the pool under it: run it again alone before blaming it.
+                    job.suspects.append(record.chunk)
                     error = None
                 if error is not None:
                     job.store(index, error, failed=True)
@@ -619,11 +660,11 @@ class ThreadingManager:
             if job.finished_flag or getattr(job, "finishing", False) or not job.is_finished_locked():
                 return
             job.finishing = True
-        done_hook = getattr(job, "on_done", None)
         status = "cancelled" if job.cancel_event.is_set() else "completed"
         with self._wake:
             job.mark_finished(status)
             self._retire_job_locked(job)
+            done_hook = getattr(job, "on_done", None)
         if done_hook is not None:
             done_hook(job.result())
         if self.config.enable_performance_logging:

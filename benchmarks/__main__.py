@@ -1,0 +1,22 @@
+"""`make bench`: every benchmark, side by side in one run, printing ratios against their goals."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+MODULES = ["benchmarks.bench_engine", "benchmarks.bench_store", "benchmarks.bench_validation",
+           "benchmarks.bench_media", "benchmarks.bench_dask", "benchmarks.bench_browser"]
+
+
+def main() -> int:
+    wanted = sys.argv[1:] or MODULES
+    for name in wanted:
+        name = name if name.startswith("benchmarks.") else f"benchmarks.{name}"
+        print(f"\n=== {name} ===", flush=True)
+        module = importlib.import_module(name)
+        module.main()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
