@@ -58,16 +58,16 @@ def _photo(i: int, size: tuple[int, int]) -> Image.Image:
 
 
 def image_items(n: int = 200, size: tuple[int, int] = (1600, 1200)) -> Bench:
-    """n photo-like pictures (default 1600 x 1200, ~2 MP): JPEG mostly, every fifth a PNG."""
+    """n pictures: photo-like JPEGs (default 1600 x 1200, ~2 MP), every tenth a PNG screenshot of text."""
     bases = [_photo(i, size) for i in range(8)]
     items: list[Item] = []
     for i in range(n):
-        picture = bases[i % len(bases)].point(lambda v, k=i: min(255, v + k % 17))
         buffer = io.BytesIO()
-        if i % 5 == 4:
-            picture.save(buffer, "PNG")
-            name = f"photo_{i:03d}.png"
+        if i % 10 == 9:
+            media_samples.text_image(f"Screenshot {i}", (1280, 800), 64).save(buffer, "PNG")
+            name = f"screenshot_{i:03d}.png"
         else:
+            picture = bases[i % len(bases)].point(lambda v, k=i: min(255, v + k % 17))
             picture.save(buffer, "JPEG", quality=85)
             name = f"photo_{i:03d}.jpg"
         items.append((name, buffer.getvalue(), {}))

@@ -85,7 +85,7 @@ def _load(name: str, image: Image.Image) -> None:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy for measuring: transparency goes onto white, 16-bit and float greys are scaled to 8 bits."""
+    """RGB version for measuring (the image itself when already RGB): transparency goes onto white, 16-bit and float greys are scaled to 8 bits."""
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
@@ -95,7 +95,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 # ---------------------------------------------------------------- measures
@@ -151,7 +151,7 @@ def thumbnail_png_b64(rgb: Image.Image, size: int = THUMBNAIL_SIZE) -> str:
     thumb = rgb.copy()
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    thumb.save(buffer, "PNG", optimize=True)
+    thumb.save(buffer, "PNG")  # optimize=True would triple the cost of the whole analysis
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -182,11 +182,19 @@ def analyse_image(name: str, data: bytes, options: dict | None = None) -> dict[s
     width, height, mode, fmt = image.width, image.height, image.mode, image.format
     frames = int(getattr(image, "n_frames", 1))
     exif = exif_summary(image)
-    image.draft("RGB", (ANALYSIS_SIZE, ANALYSIS_SIZE))  # JPEG: decode at 1/2..1/8 scale
+    # JPEG: decode straight at 1/2..1/8 scale while the long side stays >= ANALYSIS_SIZE.
+    shrink = ANALYSIS_SIZE / max(width, height)
+    if shrink < 1:
+        image.draft("RGB", (max(1, int(width * shrink)), max(1, int(height * shrink))))
     _load(name, image)
-    rgb = to_rgb(ImageOps.exif_transpose(image))
-    rgb.thumbnail((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BILINEAR)
+    if exif["orientation"] not in (None, 1):
+        image = ImageOps.exif_transpose(image)  # measure the picture the way viewers see it
+    rgb = to_rgb(image)
+    rgb.thumbnail((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     grey = np.asarray(rgb.convert("L"), dtype=np.float64)
+    # Hashes, colours and the preview need little detail: take them from a 256 px copy.
+    small = rgb.copy()
+    small.thumbnail((256, 256), Image.Resampling.BILINEAR, reducing_gap=2.0)
     row: dict[str, Any] = {
         "name": name,
         "format": fmt or "",
@@ -199,13 +207,13 @@ def analyse_image(name: str, data: bytes, options: dict | None = None) -> dict[s
         "brightness": round(float(grey.mean()) / 255.0, 4),
         "contrast": round(float(grey.std()) / 255.0, 4),
         "blur_score": blur_score(grey),
-        "dominant_colours": ", ".join(dominant_colours(rgb)),
-        "phash": str(imagehash.phash(rgb)),
-        "dhash": str(imagehash.dhash(rgb)),
+        "dominant_colours": ", ".join(dominant_colours(small)),
+        "phash": str(imagehash.phash(small)),
+        "dhash": str(imagehash.dhash(small)),
         "size_bytes": len(data),
     }
     if options.get("thumbnail", True):
-        row["thumbnail_png_b64"] = thumbnail_png_b64(rgb)
+        row["thumbnail_png_b64"] = thumbnail_png_b64(small)
     if options.get("ocr"):
         try:
             row["ocr_text"] = ocr_image(

@@ -126,6 +126,29 @@ def streamlit_threaded_operation(fn: Callable[[], Any], progress_text: str = "Wo
     return result
 
 
+def file_batch_input(page: str, kind: str, analyser: str, options: dict, samples: Callable[[], list],
+                     accepted: str, exec_kind: str = "auto", pool: str | None = None) -> str | None:
+    """Upload box and sample button; starting a batch stores the files and starts a durable job."""
+    from streamlit_app import file_jobs
+
+    services = get_services()
+    limits = services.settings
+    st.caption(f"Accepts {accepted}. Up to {limits.max_files_per_upload:,} files of at most "
+               f"{limits.max_upload_mb} MB each; a file that cannot be read gets a row with the reason.")
+    uploaded = st.file_uploader(f"Drop {kind} files here", accept_multiple_files=True, key=f"{page}_upload")
+    cols = st.columns([1, 1, 3])
+    start = cols[0].button("Analyse files", type="primary", disabled=not uploaded, key=f"{page}_start",
+                           icon=":material/play_arrow:")
+    sample = cols[1].button("Try it with sample files", key=f"{page}_samples", icon=":material/science:")
+    if start or sample:
+        files = [(f.name, f.getvalue()) for f in uploaded] if start else list(samples())
+        with st.spinner(f"Storing {len(files)} files…"):
+            job_id = file_jobs.start_file_job(services, current_user(), kind, files, analyser, options,
+                                              exec_kind=exec_kind, pool=pool)
+        remember_job(page, job_id)
+    return active_job_id(page, kind)
+
+
 # ---------------------------------------------------------------- performance settings
 def performance_settings_panel(pool: str, key: str, expanded: bool = False,
                                max_workers: int = 16, chunk_range: tuple[int, int] = (10, 200)) -> None:
@@ -167,7 +190,7 @@ def result_table(df: pd.DataFrame, file_stem: str, key: str, filter_column: str 
     if text:
         mask = shown.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)
         shown = shown[mask]
-    st.dataframe(shown, use_container_width=True, hide_index=True)
+    st.dataframe(shown, width="stretch", hide_index=True)
     st.caption(f"{len(shown):,} of {len(df):,} rows")
     buttons = st.columns(3)
     buttons[0].download_button("Download CSV", shown.to_csv(index=False).encode("utf-8"),
@@ -197,7 +220,9 @@ def _ensure_navigation() -> None:
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        if not st.session_state.get("_spindle_navigation_ready"):  # once: a rerun drops a pending click
+            st.session_state["_spindle_navigation_ready"] = True
+            st.rerun()
 
 
 def coming_soon(what: str) -> None:

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from config.settings import Settings
+from tests.fixtures import postgres as pg_fixture
 from tests.fixtures.postgres import create_database
 from tests.fixtures.supabase_server import MAX_ROWS, FakeSupabase, supabase_server  # noqa: F401  (fixture)
 from utils.store import StoreError, backend_name, open_store
@@ -104,6 +105,14 @@ def test_postgres_big_batches_go_in_one_call(postgres_url: str):
 def test_postgres_store_reports_an_unreachable_server_clearly():
     with pytest.raises(StoreError, match="cannot open the PostgreSQL store"):
         PostgresStore("postgresql://nobody@127.0.0.1:1/none", connect_timeout_s=2)
+
+
+def test_missing_postgres_binaries_are_an_error_with_the_install_command(monkeypatch):
+    monkeypatch.setattr(pg_fixture, "PG_BIN_GLOB", "/nonexistent/*/bin")
+    monkeypatch.setenv("PG_BIN", "")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(RuntimeError, match="apt-get install postgresql"):
+        pg_fixture.find_pg_bin()
 
 
 # --- Supabase over HTTP -------------------------------------------------------------------------------

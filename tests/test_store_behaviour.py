@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from tests.fixtures.postgres import create_database
@@ -128,6 +129,16 @@ def test_items_keep_any_json_input_and_duplicates_are_ignored(store):
     assert store.add_items("j1", [(0, "changed"), (5, "new")]) == 1
     assert store.pending_items("j1") == [*enumerate(INPUTS), (5, "new")]
 
+
+
+def test_values_from_pandas_are_stored_as_plain_json_everywhere(store):
+    store.create_job(_job("j1", params={"limit": np.int64(5)}))
+    store.add_items("j1", [(0, {"phone": "123", "age": np.int64(7), "score": float("nan")}), (1, float("nan"))])
+    store.save_results("j1", [{"idx": 0, "status": "completed", "result": {"ratio": np.float64("inf"), "n": np.int32(3)}}])
+    assert store.get_job("j1")["params"] == {"limit": 5}
+    assert store.pending_items("j1") == [(1, None)]  # JSON has no NaN: missing values become null
+    row = store.item_rows("j1")[0]
+    assert (row["input"], row["result"]) == ({"phone": "123", "age": 7, "score": None}, {"ratio": None, "n": 3})
 
 def test_saving_the_same_result_twice_keeps_one_row(store):
     store.create_job(_job("j1"))

@@ -103,7 +103,7 @@ def test_parallel_queries_return_rows_in_the_order_asked(store, manager):
     assert parallel_query_execution(store, queries) == expected
 
 
-def test_one_failing_query_is_reported_after_the_others_ran(store, manager):
+def test_a_failing_query_raises_its_own_error(store, manager):
     with pytest.raises(Exception, match="no_such_table"):
         parallel_query_execution(store, ["SELECT 1 AS one", "SELECT * FROM no_such_table"], manager=manager)
 

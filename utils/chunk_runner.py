@@ -19,7 +19,7 @@ Outcome = tuple  # (ok: bool, value: Any, attempts: int, seconds: float)
 class ChunkWatch:
     """Shared between a thread worker and the manager so a stuck item can be timed out."""
 
-    __slots__ = ("lock", "outcomes", "current_started", "abandoned", "thread")
+    __slots__ = ("lock", "outcomes", "current_started", "abandoned", "thread", "waited")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -27,6 +27,16 @@ class ChunkWatch:
         self.current_started: float | None = None
         self.abandoned = False
         self.thread: threading.Thread | None = None
+        self.waited = 0.0  # probe chunks: seconds the thread was runnable but had no CPU (a busy machine)
+
+
+def runqueue_wait() -> float | None:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat), or None."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _backoff(attempt: int, base: float) -> float:
@@ -66,6 +76,9 @@ def run_chunk_in_thread(fn: Callable, items: Sequence[Any], retries: int, backof
     time budget of a probe chunk is spent; the caller requeues what was not run.
     """
     watch.thread = threading.current_thread()
+    # Probe chunks also note time lost to other processes: on a busy machine CPU-bound work gets
+    # less CPU than wall time, and must not be mistaken for I/O-bound work.
+    waited0 = runqueue_wait() if time_budget is not None else None
     cpu0, wall0 = time.thread_time(), time.perf_counter()
     append = watch.outcomes.append
     for item in items:
@@ -80,4 +93,8 @@ def run_chunk_in_thread(fn: Callable, items: Sequence[Any], retries: int, backof
             watch.current_started = None
         if time_budget is not None and time.perf_counter() - wall0 >= time_budget:
             break
-    return time.thread_time() - cpu0, time.perf_counter() - wall0
+    cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+    if waited0 is not None:
+        waited1 = runqueue_wait()
+        watch.waited = max(0.0, waited1 - waited0) if waited1 is not None else 0.0
+    return cpu, wall

@@ -637,6 +637,7 @@ class ThreadingManager:
                 job.per_item_s = measured if job.per_item_s is None else 0.5 * job.per_item_s + 0.5 * measured
             if record.probe:
                 job.probe_cpu += cpu
+                job.probe_waited = getattr(job, "probe_waited", 0.0) + (record.watch.waited if record.watch else 0.0)
                 job.probe_span.append((record.started, time.monotonic()))
                 job.probe_items = getattr(job, "probe_items", 0) + len(durations)
                 if job.in_flight == 0:
@@ -682,7 +683,8 @@ class ThreadingManager:
         start = min(s for s, _ in job.probe_span)
         end = max(e for _, e in job.probe_span)
         span = max(end - start, 1e-6)
-        ratio = job.probe_cpu / span
+        # Cores the work wanted: CPU it got plus time it sat runnable while other processes had the CPU.
+        ratio = (job.probe_cpu + getattr(job, "probe_waited", 0.0)) / span
         items = max(1, getattr(job, "probe_items", 1))
         cpu_per_item = job.probe_cpu / items
         remaining = job.waiting_count() * cpu_per_item if job.total is not None else float("inf")

@@ -47,13 +47,15 @@ from rapidfuzz.distance import Levenshtein
 
 from streamlit_app.validation.records import guess_columns, sheet_rows
 
-DEFAULT_THRESHOLD = 80.0
+DEFAULT_THRESHOLD = 78.0
 WEIGHTS = {"name": 0.35, "phone": 0.20, "email": 0.20, "address": 0.15, "dob": 0.10}
-MIN_DIVISOR = 0.5
+MIN_DIVISOR = 0.6
 MAX_BLOCK = 1000
 CHUNK = 500_000
 FIELDS = tuple(WEIGHTS)
-_SCORERS = {"phone": fuzz.ratio, "address": fuzz.token_sort_ratio}
+_SCORERS = {"address": fuzz.token_sort_ratio}
+DIFFERENT_PHONE = 30
+DIFFERENT_EMAIL = 40
 
 _STREET_WORDS = {
     "street": "st", "avenue": "ave", "av": "ave", "road": "rd", "drive": "dr", "lane": "ln", "court": "ct",
@@ -276,24 +278,38 @@ def _combine(first: np.ndarray, last: np.ndarray) -> np.ndarray:
     return np.rint(0.75 * low + 0.25 * high).astype(np.uint8)
 
 
+def _levels(a: np.ndarray, b: np.ndarray, different: int) -> np.ndarray:
+    """Identifiers match or they do not: 100 equal, 80 one keystroke apart, else `different`."""
+    distance = process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1, dtype=np.int32)
+    return np.where(distance == 0, 100, np.where(distance == 1, 80, different)).astype(np.uint8)
+
+
+def _phone_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Same digits 100, one digit off 80, same last 7 digits (area code left out) 90, else DIFFERENT_PHONE."""
+    score = _levels(a, b, DIFFERENT_PHONE)
+    short = np.array([min(len(x), len(y)) == 7 and x[-7:] == y[-7:] for x, y in zip(a, b)], dtype=bool)
+    score[short & (score < 90)] = 90
+    return score
+
+
 def _email_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Local parts compared; the same local part at another provider is likely, not certainly, the same."""
-    local_a = np.array([x.partition("@")[0] for x in a], dtype=object)
-    local_b = np.array([x.partition("@")[0] for x in b], dtype=object)
-    score = _cpdist(local_a, local_b, fuzz.ratio)
-    other_domain = np.array([x.partition("@")[2] != y.partition("@")[2] for x, y in zip(a, b)], dtype=bool)
-    score[other_domain] = np.minimum(score[other_domain], 90)
+    """Same address 100, one keystroke off 80, same local part at another provider 90, else DIFFERENT_EMAIL.
+
+    E-mails made from names (jsmith12@, jsmith@) look alike for namesakes, so
+    likeness below a typo earns nothing; a different e-mail is only weak
+    evidence (people have several), hence a neutral DIFFERENT_EMAIL.
+    """
+    score = _levels(a, b, DIFFERENT_EMAIL)
+    same_local = np.array([x.partition("@")[0] == y.partition("@")[0] for x, y in zip(a, b)], dtype=bool)
+    score[same_local & (score < 90)] = 90
     return score
 
 
 def _dob_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Dates match or they do not: 100 equal, 80 one digit off or day/month swapped, else 0."""
-    digits_a = np.array([x.replace("-", "") for x in a], dtype=object)
-    digits_b = np.array([x.replace("-", "") for x in b], dtype=object)
-    distance = process.cpdist(digits_a, digits_b, scorer=Levenshtein.distance, workers=-1, dtype=np.int32)
-    score = np.where(distance == 0, 100, np.where(distance == 1, 80, 0)).astype(np.uint8)
-    swapped = np.array([len(x) == 8 and x[:4] + x[6:8] + x[4:6] == y for x, y in zip(digits_a, digits_b)], dtype=bool)
-    score[swapped & (distance != 0)] = 80
+    score = _levels(a, b, 0)
+    swapped = np.array([len(x) == 10 and x[:5] + x[8:10] + "-" + x[5:7] == y for x, y in zip(a, b)], dtype=bool)
+    score[swapped & (score == 0)] = 80
     return score
 
 
@@ -318,6 +334,8 @@ def score_pairs(left: pd.DataFrame, right: pd.DataFrame, pairs: np.ndarray) -> d
                 part = _email_scores(a[both], b[both])
             elif field == "dob":
                 part = _dob_scores(a[both], b[both])
+            elif field == "phone":
+                part = _phone_scores(a[both], b[both])
             else:
                 part = _cpdist(a[both], b[both], _SCORERS[field])
             block = scores[field][start:stop]

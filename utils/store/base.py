@@ -8,14 +8,15 @@ ordered list of SQL steps per dialect and `schema_version` records how many ran.
 """
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import queue
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 from contextlib import contextmanager
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypedDict, TypeVar
 
 JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ITEM_STATUSES = ("pending", "completed", "failed", "cancelled")
@@ -40,6 +41,68 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "cache": ("namespace", "key", "value", "updated_at"),
     "runs": RUN_COLUMNS,
 }
+
+class JobRow(TypedDict):
+    """A jobs row as every backend returns it (create_job needs only id and owner)."""
+
+    id: str
+    owner: str
+    kind: str
+    fn: str  # import path "module:function"
+    params: Any
+    status: str  # one of JOB_STATUSES
+    total: int
+    done: int
+    failed: int
+    backend_used: str
+    error: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    idem_key: str | None
+
+
+class ItemRow(TypedDict):
+    job_id: str
+    idx: int
+    input: Any
+    status: str  # one of ITEM_STATUSES
+    attempts: int
+    result: Any
+    error: str | None
+    duration_ms: float | None
+    updated_at: float
+
+
+class HistoryRow(TypedDict):
+    id: int
+    record: Any
+    source: str
+    created_at: float
+
+
+class FileRow(TypedDict):
+    id: str
+    owner: str
+    name: str
+    size: int
+    sha256: str
+    path: str  # relative to data_dir for "local", the object key for "supabase"
+    storage: str  # "local" | "supabase"
+    created_at: float
+
+
+class RunRow(TypedDict):
+    id: int
+    workload: str
+    backend: str
+    workers: int
+    chunk_size: int | None
+    items: int
+    seconds: float
+    source: str  # one of RUN_SOURCES
+    created_at: float
+
 
 _JOB_DEFAULTS: dict[str, Any] = {
     "kind": "", "fn": "", "params": {}, "status": "pending", "total": 0, "done": 0, "failed": 0,
@@ -213,9 +276,38 @@ def now() -> float:
     return time.time()
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars and dates, which pandas rows are full of, as plain JSON values."""
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    raise TypeError(f"a {type(value).__name__} cannot be stored as JSON")
+
+
+def json_safe(value: Any) -> Any:
+    """The value with NaN and infinities replaced by None: JSON has no such numbers and PostgreSQL refuses them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def dumps(value: Any) -> str:
-    """JSON text for a JSON column (compact; non-ASCII kept readable)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """JSON text for a JSON column, the same on every backend: compact, NaN stored as null
+    (pandas' missing values), numpy scalars and dates converted."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+    except ValueError:  # a non-finite float somewhere: rare, so only then walk the value
+        return json.dumps(json_safe(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+
+
+def plain_json(value: Any) -> Any:
+    """The value as the JSON column will hold it (for clients that encode JSON themselves)."""
+    return json.loads(dumps(value))
 
 
 def loads(text: str | None) -> Any:
@@ -317,58 +409,46 @@ class ConnectionPool(Generic[C]):
         self._close = close
         self._idle: queue.LifoQueue[C] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
-        self._lock = threading.Lock()
-        self._open: list[C] = []
         self._closed = False
 
     @contextmanager
     def connection(self, timeout: float = 60.0) -> Iterator[C]:
+        if self._closed:
+            raise StoreError("the store is closed")
         if not self._slots.acquire(timeout=timeout):
             raise StoreError(f"no database connection became free within {timeout:.0f} s")
         conn = None
         try:
-            conn = self._take()
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
             yield conn
         finally:
             if conn is not None:
                 self._give_back(conn)
             self._slots.release()
 
-    def _take(self) -> C:
-        if self._closed:
-            raise StoreError("the store is closed")
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
-            with self._lock:
-                self._open.append(conn)
-            return conn
-
     def _give_back(self, conn: C) -> None:
         if self._closed or self._is_broken(conn):
-            self._discard(conn)
+            self._close_quietly(conn)
         else:
             self._idle.put(conn)
 
-    def _discard(self, conn: C) -> None:
-        with self._lock:
-            if conn in self._open:
-                self._open.remove(conn)
+    def _close_quietly(self, conn: C) -> None:
         try:
             self._close(conn)
-        except Exception:
+        except Exception:  # closing a dead connection may fail; it is gone either way
             pass
 
     def close(self) -> None:
-        """Close every connection; borrowers still running close theirs on return."""
+        """Close idle connections now; borrowed ones are closed when given back."""
         self._closed = True
         while True:
             try:
-                conn = self._idle.get_nowait()
+                self._close_quietly(self._idle.get_nowait())
             except queue.Empty:
                 break
-            self._discard(conn)
 
 
 class Store(ABC):
@@ -385,14 +465,14 @@ class Store(ABC):
         """Insert a job; False (and nothing changed) if its id or (owner, idem_key) exists."""
 
     @abstractmethod
-    def find_job_by_key(self, owner: str, idem_key: str) -> dict | None: ...
+    def find_job_by_key(self, owner: str, idem_key: str) -> JobRow | None: ...
 
     @abstractmethod
-    def get_job(self, job_id: str) -> dict | None: ...
+    def get_job(self, job_id: str) -> JobRow | None: ...
 
     @abstractmethod
     def list_jobs(self, owner: str | None = None, statuses: Sequence[str] | None = None,
-                  kind: str | None = None, limit: int = 100) -> list[dict]:
+                  kind: str | None = None, limit: int = 100) -> list[JobRow]:
         """Jobs newest first, optionally filtered."""
 
     @abstractmethod
@@ -412,7 +492,7 @@ class Store(ABC):
         """(idx, input) of pending items, by idx."""
 
     @abstractmethod
-    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[ItemRow]:
         """Item rows by idx."""
 
     @abstractmethod
@@ -428,7 +508,7 @@ class Store(ABC):
     def add_history(self, records: Sequence[dict], source: str) -> int: ...
 
     @abstractmethod
-    def history(self, limit: int | None = None) -> list[dict]:
+    def history(self, limit: int | None = None) -> list[HistoryRow]:
         """History rows (id, record, source, created_at), newest first."""
 
     # --- uploaded files ----------------------------------------------------
@@ -437,7 +517,7 @@ class Store(ABC):
         """Record an uploaded file; an existing id keeps its first record (uploads are write-once)."""
 
     @abstractmethod
-    def get_file(self, file_id: str) -> dict | None: ...
+    def get_file(self, file_id: str) -> FileRow | None: ...
 
     # --- key-value cache ---------------------------------------------------
     @abstractmethod
@@ -452,7 +532,7 @@ class Store(ABC):
     def record_run(self, run: dict) -> None: ...
 
     @abstractmethod
-    def runs(self, limit: int = 1000) -> list[dict]:
+    def runs(self, limit: int = 1000) -> list[RunRow]:
         """The latest runs, newest first."""
 
     # --- helpers for db_ops ------------------------------------------------

@@ -13,19 +13,21 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 
 from utils.store.base import (
     ITEM_STATUSES,
     JOB_COLUMNS,
     JSON_COLUMNS,
     MIGRATIONS,
+    RESULT_COLUMNS,
     SCHEMA_VERSION_DDL,
     ConnectionPool,
     Store,
     StoreError,
     check_job_fields,
     check_table_rows,
+    dumps,
     file_row,
     new_job_row,
     now,
@@ -38,7 +40,6 @@ MIGRATION_LOCK_ID = 0x5350494E  # "SPIN": serialises migrations when several pro
 # Staging table for COPY; rows vanish at commit, the table lives as long as the connection.
 STAGING_DDL = "CREATE TEMP TABLE IF NOT EXISTS items_in (LIKE items INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 INPUT_TYPES = ["text", "int4", "jsonb", "float8"]
-RESULT_COLUMNS = ("job_id", "idx", "status", "attempts", "result", "error", "duration_ms", "updated_at")
 RESULT_TYPES = ["text", "int4", "text", "int4", "jsonb", "text", "float8", "float8"]
 UPSERT_RESULTS = (
     f"INSERT INTO items ({', '.join(RESULT_COLUMNS)}) SELECT {', '.join(RESULT_COLUMNS)} FROM items_in "
@@ -67,7 +68,9 @@ class PostgresStore(Store):
 
     # --- plumbing ------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=self._connect_timeout_s)
+        conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=self._connect_timeout_s)
+        set_json_dumps(dumps, conn)  # JSON written exactly as on SQLite (NaN as null, numpy scalars)
+        return conn
 
     def _run(self, work: Callable[[psycopg.Connection], T], transaction: bool = True) -> T:
         """Run `work` on a pooled connection; retry once if that connection had died (e.g. server restart)."""

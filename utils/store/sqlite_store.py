@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from utils.store.base import (
     ITEM_STATUSES,
+    JOB_COLUMNS,
+    JSON_COLUMNS,
     MIGRATIONS,
     SCHEMA_VERSION_DDL,
     ConnectionPool,
@@ -29,8 +31,6 @@ from utils.store.base import (
     now,
     result_rows,
     run_row,
-    JSON_COLUMNS,
-    JOB_COLUMNS,
 )
 
 T = TypeVar("T")

@@ -21,6 +21,7 @@ from supabase import Client, create_client
 
 from utils.store.base import (
     ITEM_STATUSES,
+    JSON_COLUMNS,
     MIGRATIONS,
     Store,
     StoreError,
@@ -29,6 +30,7 @@ from utils.store.base import (
     file_row,
     new_job_row,
     now,
+    plain_json,
     result_rows,
     run_row,
 )
@@ -78,6 +80,7 @@ class SupabaseStore(Store):
     # --- jobs ----------------------------------------------------------------
     def create_job(self, job: dict) -> bool:
         row = new_job_row(job)
+        row["params"] = plain_json(row["params"])
         try:
             self._table("jobs").insert(row, returning="minimal").execute()
         except APIError as exc:
@@ -114,13 +117,15 @@ class SupabaseStore(Store):
     def update_job(self, job_id: str, **fields: Any) -> None:
         check_job_fields(fields)
         fields.pop("id", None)
+        if "params" in fields:
+            fields["params"] = plain_json(fields["params"])
         if fields:
             self._table("jobs").update(fields, returning="minimal").eq("id", job_id).execute()
 
     # --- items ---------------------------------------------------------------
     def add_items(self, job_id: str, inputs: Iterable[tuple[int, Any]]) -> int:
         stamp = now()
-        rows = [{"job_id": job_id, "idx": int(idx), "input": value, "status": "pending", "attempts": 0,
+        rows = [{"job_id": job_id, "idx": int(idx), "input": plain_json(value), "status": "pending", "attempts": 0,
                  "updated_at": stamp} for idx, value in inputs]
         added = 0
         for start in range(0, len(rows), ITEMS_PER_REQUEST):
@@ -132,7 +137,7 @@ class SupabaseStore(Store):
         return added
 
     def save_results(self, job_id: str, rows: Sequence[dict]) -> None:
-        complete = result_rows(job_id, rows)
+        complete = [{**row, "result": plain_json(row["result"])} for row in result_rows(job_id, rows)]
         if complete:  # one request is one transaction in PostgREST
             self._table("items").upsert(complete, on_conflict="job_id,idx", returning="minimal").execute()
 
@@ -187,7 +192,7 @@ class SupabaseStore(Store):
         return rows[0]["value"] if rows else None
 
     def cache_put(self, namespace: str, key: str, value: Any) -> None:
-        row = {"namespace": namespace, "key": key, "value": value, "updated_at": now()}
+        row = {"namespace": namespace, "key": key, "value": plain_json(value), "updated_at": now()}
         self._table("cache").upsert(row, on_conflict="namespace,key", returning="minimal").execute()
 
     # --- runs ----------------------------------------------------------------
@@ -201,8 +206,10 @@ class SupabaseStore(Store):
     def insert_rows(self, table: str, rows: Sequence[dict]) -> int:
         """Insert in one request (one transaction); returns the row count."""
         check_table_rows(table, rows)
+        json_columns = JSON_COLUMNS.get(table, set())
         if rows:
-            self._table(table).insert(list(rows), returning="minimal").execute()
+            plain = [{c: plain_json(v) if c in json_columns else v for c, v in row.items()} for row in rows]
+            self._table(table).insert(plain, returning="minimal").execute()
         return len(rows)
 
     def close(self) -> None:

@@ -1,0 +1,140 @@
+"""Durable jobs: results stored per chunk, idempotent submit, cancel, fair shares, resume after SIGKILL."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from config.settings import load_settings
+from config.threading_config import load_threading_config
+from utils.services import open_services
+from utils.threading_manager import ThreadingManager
+
+ROOT = Path(__file__).resolve().parents[1]
+FN = "tests.queue_workers:slow_square"
+
+
+@pytest.fixture
+def services(tmp_path):
+    config = dataclasses.replace(load_threading_config(), max_workers_per_user=2)
+    manager = ThreadingManager(config)
+    opened = open_services(load_settings({"SPINDLE_DATA_DIR": str(tmp_path)}), manager=manager)
+    yield opened
+    manager.shutdown(cancel_futures=True)
+    opened.close()
+
+
+def items(count: int, bad: set[int] = frozenset()) -> list[dict]:
+    return [{"n": n, "bad": n in bad} for n in range(count)]
+
+
+def test_a_batch_is_stored_item_by_item_with_failures_isolated(services):
+    queue = services.queue
+    job_id = queue.submit_batch(FN, items(30, bad={4, 17}), owner="ana", kind="test")
+    status = queue.wait(job_id, timeout=60)
+    assert status["status"] == "completed"
+    assert (status["done"], status["failed"]) == (30, 2)
+    rows = queue.get_result(job_id)
+    assert [r["idx"] for r in rows] == list(range(30))
+    assert rows[5]["result"] == {"n": 5, "square": 25}
+    assert rows[4]["status"] == "failed" and "item 4 is marked bad" in rows[4]["error"]
+    assert services.store.get_job(job_id)["finished_at"] is not None
+
+
+def test_results_reach_the_store_while_the_job_runs(services):
+    queue = services.queue
+    job_id = queue.submit_batch(FN, items(60), owner="ana", kind="test", params={"delay": 0.03},
+                                exec_kind="thread", chunk_size=5)
+    deadline = time.monotonic() + 30
+    partial = 0
+    while time.monotonic() < deadline:
+        counts = services.store.item_counts(job_id)
+        if 0 < counts["completed"] < 60:
+            partial = counts["completed"]
+            break
+        time.sleep(0.01)
+    assert partial, "no partial results were stored before the job finished"
+    assert queue.wait(job_id, timeout=60)["status"] == "completed"
+
+
+def test_submitting_the_same_batch_again_returns_the_same_job(services):
+    queue = services.queue
+    first = queue.submit_batch(FN, items(10), owner="ana", kind="test", params={"delay": 0.01})
+    second = queue.submit_batch(FN, items(10), owner="ana", kind="test", params={"delay": 0.01})
+    other_user = queue.submit_batch(FN, items(10), owner="ben", kind="test", params={"delay": 0.01})
+    assert first == second
+    assert other_user != first
+    queue.wait(first, timeout=60)
+    assert len(queue.get_result(first)) == 10
+    assert len(services.store.list_jobs(owner="ana")) == 1
+
+
+def test_cancel_marks_every_item_that_did_not_run(services):
+    queue = services.queue
+    job_id = queue.submit_batch(FN, items(200), owner="ana", kind="test", params={"delay": 0.02},
+                                exec_kind="thread", chunk_size=2)
+    time.sleep(0.2)
+    assert queue.cancel(job_id)
+    status = queue.wait(job_id, timeout=30)
+    assert status["status"] == "cancelled"
+    counts = services.store.item_counts(job_id)
+    assert counts["pending"] == 0
+    assert counts["cancelled"] > 0
+    assert counts["completed"] + counts["cancelled"] + counts["failed"] == 200
+
+
+def test_a_plain_task_returns_its_result(services):
+    task_id = services.queue.submit("tests.queue_workers:add", 2, 3)
+    services.queue.wait(task_id, timeout=30)
+    assert services.queue.get_result(task_id)[0]["result"] == 5
+
+
+def test_a_flooding_user_does_not_starve_another(services):
+    queue, manager = services.queue, services.manager
+    flood = [queue.submit_batch(FN, items(40), owner="flooder", kind="test", params={"delay": 0.02, "k": k},
+                                exec_kind="thread", chunk_size=2) for k in range(6)]
+    time.sleep(0.1)
+    lone = queue.submit_batch(FN, items(20), owner="lone", kind="test", params={"delay": 0.02},
+                              exec_kind="thread", chunk_size=2)
+    users = {row["user"]: row for row in manager.user_stats()}
+    assert users["flooder"]["running"] <= 2
+    queue.wait(lone, timeout=60)
+    unfinished = [j for j in flood if services.store.get_job(j)["status"] != "completed"]
+    assert unfinished, "the lone user's job should finish while the flood is still running"
+    for job_id in flood:
+        queue.wait(job_id, timeout=120)
+
+
+def test_a_killed_server_resumes_without_losing_or_repeating_items(tmp_path):
+    total = 120
+    command = [sys.executable, str(ROOT / "tests" / "queue_resume_script.py"), str(tmp_path), str(total)]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    job_id = first.stdout.readline().strip()
+    settings = load_settings({"SPINDLE_DATA_DIR": str(tmp_path)})
+    from utils.store import open_store
+
+    store = open_store(settings)
+    deadline = time.monotonic() + 60
+    while store.item_counts(job_id)["completed"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    done_before = store.item_counts(job_id)["completed"]
+    assert 0 < done_before < total
+    assert store.get_job(job_id)["status"] == "running"
+
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split()[0] == job_id  # the resubmitted batch is the same job
+    rows = store.item_rows(job_id)
+    assert [r["idx"] for r in rows] == list(range(total))
+    assert all(r["status"] == "completed" for r in rows)
+    assert [r["result"]["square"] for r in rows] == [n * n for n in range(total)]
+    assert store.get_job(job_id)["status"] == "completed"
+    store.close()
