@@ -97,7 +97,8 @@ if st.button("Run benchmark", type="primary", icon=":material/speed:"):
     run = BenchmarkRun(1 + len(worker_counts))
     st.session_state["bench_run"] = run
     manager.submit_task(run_benchmark, manager, workload.fn, workload.make_items(int(size)), workload.label,
-                        worker_counts, run=run, task_name="benchmark", pool="analytics")
+                        worker_counts, run=run, record=widgets.get_services().store.record_run,
+                        task_name="benchmark", pool="analytics")
 
 
 @st.fragment(run_every="1s")

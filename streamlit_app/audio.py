@@ -350,3 +350,8 @@ def analyse_audio_item(item: tuple) -> dict[str, Any]:
     """One-argument form for the threading manager's map: item is (name, data) or (name, data, options)."""
     name, data, *rest = item
     return analyse_audio(name, data, rest[0] if rest else None)
+
+
+def warm_up() -> None:
+    """Pay the one-off costs (scipy import for pyloudnorm) before timing or serving; a process-pool initializer."""
+    loudness_lufs(np.zeros((22050, 1), dtype=np.float32), 22050)

@@ -278,3 +278,8 @@ def near_duplicate_groups(hashes: dict[str, str], max_distance: int = 8) -> list
     for index, name in enumerate(names):
         groups.setdefault(root(index), []).append(name)
     return [members for _, members in sorted(groups.items()) if len(members) > 1]
+
+
+def warm_up() -> None:
+    """Pay the one-off costs (scipy's DCT for phash) before timing or serving; a process-pool initializer."""
+    imagehash.phash(Image.new("RGB", (64, 64), "white"))

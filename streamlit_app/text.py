@@ -378,3 +378,14 @@ def near_duplicate_texts(texts: dict[str, str], threshold: float = 0.8) -> list[
             if a < j and score >= threshold:
                 pairs.append((names[a], names[int(j)], round(float(score), 4)))
     return sorted(pairs, key=lambda pair: (-pair[2], pair[0], pair[1]))
+
+
+def warm_up() -> None:
+    """Load langdetect profiles, VADER, cmudict and the common hyphenation dictionaries once per worker.
+
+    Cold, the first text in a process costs 1-2 s; use this as a process-pool initializer.
+    """
+    detect_language("warm up the language profiles")
+    _vader()
+    for language in ("en", "fr", "de", "es"):
+        readability("Warm up the syllable dictionaries.", language)

@@ -4,7 +4,9 @@ and open_store choosing the backend from the settings."""
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -50,25 +52,30 @@ def test_sqlite_two_processes_writing_the_same_file_both_succeed(tmp_path: Path)
     store.close()
 
 
-def test_sqlite_readers_are_not_blocked_by_an_open_write(tmp_path: Path):
-    store = SQLiteStore(tmp_path / "s.sqlite3")
+def test_sqlite_reads_pass_and_writes_wait_while_another_connection_writes(tmp_path: Path):
+    path = tmp_path / "s.sqlite3"
+    store = SQLiteStore(path)
     store.create_job({"id": "j1", "owner": "ana"})
-    inside, release = threading.Event(), threading.Event()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # e.g. another process in the middle of a write
+    other.execute("UPDATE jobs SET done = 1 WHERE id = 'j1'")
+    assert store.get_job("j1")["done"] == 0  # WAL: readers see the last commit at once
+    failures: list[BaseException] = []
 
-    def slow_write(conn):
-        conn.execute("UPDATE jobs SET done = 1 WHERE id = 'j1'")
-        inside.set()
-        release.wait(timeout=30)
+    def write() -> None:
+        try:
+            store.update_job("j1", failed=2)
+        except BaseException as exc:
+            failures.append(exc)
 
-    writer = threading.Thread(target=store._write, args=(slow_write,))
+    writer = threading.Thread(target=write)
     writer.start()
-    assert inside.wait(timeout=30)
-    try:
-        assert store.get_job("j1")["done"] == 0  # WAL: the reader sees the last committed state at once
-    finally:
-        release.set()
-        writer.join()
-    assert store.get_job("j1")["done"] == 1
+    time.sleep(0.3)  # let the store's write run into the lock (no timing is asserted)
+    other.execute("COMMIT")
+    other.close()
+    writer.join(timeout=60)
+    assert failures == []
+    assert (store.get_job("j1")["done"], store.get_job("j1")["failed"]) == (1, 2)
     store.close()
 
 

@@ -86,8 +86,12 @@ class BenchmarkRun:
 
 def run_benchmark(manager: ThreadingManager, fn: Callable[[Any], Any], items: Sequence[Any], workload: str,
                   worker_counts: Sequence[int], chunk_sizes: Sequence[int | None] = (None,), kind: str = "auto",
-                  pool: str | None = None, run: BenchmarkRun | None = None) -> BenchmarkResult:
-    """Time fn over items sequentially, then on the manager for each workers × chunk-size setting."""
+                  pool: str | None = None, run: BenchmarkRun | None = None,
+                  record: Callable[[dict], None] | None = None) -> BenchmarkResult:
+    """Time fn over items sequentially, then on the manager for each workers × chunk-size setting.
+
+    `record` receives one row per measurement (e.g. the store's record_run, for Analytics).
+    """
     run = run or BenchmarkRun(1 + len(worker_counts) * len(chunk_sizes))
     try:
         run.stage = "sequential"
@@ -114,6 +118,11 @@ def run_benchmark(manager: ThreadingManager, fn: Callable[[Any], Any], items: Se
                                                        progress.backend, progress.backend_reason,
                                                        progress.chunk_size))
                 run.advance(run.stage)
+        if record is not None:
+            for row in result.to_rows():
+                record({"workload": workload, "backend": row["backend"], "workers": row["workers"],
+                        "chunk_size": row["chunk_size"] or 0, "items": len(items), "seconds": row["seconds"],
+                        "source": "benchmark", "created_at": time.time()})
         run.result = result
         return result
     except Exception as exc:  # noqa: BLE001 - reported on the page

@@ -32,6 +32,7 @@ from utils.worker_threads import WorkerThreads
 log = logging.getLogger(__name__)
 
 PROBE_BUDGET_S = 0.02  # a probe chunk runs this long before the backend is chosen
+PROBE_MIN_CPU = 0.15  # on a busy machine, the least CPU (cores) a probe must use to count as CPU-bound
 TARGET_CHUNK_S = {"thread": 0.05, "process": 0.1}
 MAX_CHUNK = 10_000
 PROCESS_START_SLACK_S = 2.0
@@ -683,8 +684,12 @@ class ThreadingManager:
         start = min(s for s, _ in job.probe_span)
         end = max(e for _, e in job.probe_span)
         span = max(end - start, 1e-6)
-        # Cores the work wanted: CPU it got plus time it sat runnable while other processes had the CPU.
-        ratio = (job.probe_cpu + getattr(job, "probe_waited", 0.0)) / span
+        ratio = job.probe_cpu / span
+        # On a busy machine CPU-bound work gets less CPU than wall time; the time its threads sat
+        # runnable without a CPU shows it wanted more. Sleeping I/O uses almost no CPU (well under
+        # PROBE_MIN_CPU) however long it waits for a CPU after each wake-up, so it stays on threads.
+        wanted = (job.probe_cpu + getattr(job, "probe_waited", 0.0)) / span
+        cpu_bound = ratio >= 0.5 or (ratio >= PROBE_MIN_CPU and wanted >= 0.5)
         items = max(1, getattr(job, "probe_items", 1))
         cpu_per_item = job.probe_cpu / items
         remaining = job.waiting_count() * cpu_per_item if job.total is not None else float("inf")
@@ -692,7 +697,7 @@ class ThreadingManager:
         if job.kind == "thread":
             job.per_item_s = span / items * min(job.probe_target, items) if job.per_item_s is None else job.per_item_s
             return
-        if ratio < 0.5:
+        if not cpu_bound:
             job.backend_reason = f"I/O-bound: CPU busy {ratio:.0%} of the time in the first chunks, so threads"
         elif cores < 2:
             job.backend_reason = "one CPU core: processes cannot help, so threads"
@@ -706,8 +711,9 @@ class ThreadingManager:
             job.backend = "process"
             job.pool = "cpu"
             job.per_item_s = cpu_per_item
-            job.backend_reason = (f"CPU-bound Python holds the GIL ({ratio:.1f} cores busy on threads), "
-                                  "so processes")
+            busy = f"{ratio:.1f} cores busy on threads" + (
+                f", {wanted:.1f} wanted on a busy machine" if ratio < 0.5 else "")
+            job.backend_reason = f"CPU-bound Python holds the GIL ({busy}), so processes"
             return
         # Threads: size chunks from the wall time an item took with the probe's concurrency.
         job.per_item_s = span / items * min(job.probe_target, items)
