@@ -23,6 +23,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tests.fixtures.postgres import create_database, start_postgres
+from utils.store.base import dumps
 from utils.store.postgres_store import PostgresStore
 from utils.store.sqlite_store import SQLiteStore
 
@@ -64,7 +65,7 @@ def bench_sqlite(rows: int, slow_rows: int, folder: Path) -> dict:
 
     def one_at_a_time() -> None:
         for r in _results(slow_rows):
-            conn.execute(query, ("single", r["idx"], r["status"], r["attempts"], str(r["result"]), None, r["duration_ms"], now))
+            conn.execute(query, ("single", r["idx"], r["status"], r["attempts"], dumps(r["result"]), None, r["duration_ms"], now))
 
     single_s = _timed(one_at_a_time)
     conn.close()

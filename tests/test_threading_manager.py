@@ -167,9 +167,11 @@ def test_process_timeout_kills_and_replaces_the_worker(make_manager):
     assert manager.parallel_map(w.square, [1, 2, 3], kind="process") == [1, 4, 9]
 
 
-def test_killed_worker_process_fails_only_its_item(manager):
+@pytest.mark.parametrize("chunk_size", [1, 4])
+def test_killed_worker_process_fails_only_its_item(manager, chunk_size):
+    # With single-item chunks the killer always runs beside another item: that one must not be blamed.
     items = list(range(30)) + [-1] + list(range(30, 60))
-    results = manager.parallel_map(w.kill_self_on_minus_one, items, kind="process", chunk_size=4)
+    results = manager.parallel_map(w.kill_self_on_minus_one, items, kind="process", chunk_size=chunk_size)
     failed = errors(results)
     assert list(failed) == [30]
     assert failed[30].error_type == "WorkerDied"

@@ -53,7 +53,6 @@ MIN_DIVISOR = 0.6
 MAX_BLOCK = 1000
 CHUNK = 500_000
 FIELDS = tuple(WEIGHTS)
-_SCORERS = {"address": fuzz.token_sort_ratio}
 DIFFERENT_PHONE = 30
 DIFFERENT_EMAIL = 40
 
@@ -180,7 +179,8 @@ def prepare(df: pd.DataFrame, mapping: dict | None = None) -> pd.DataFrame:
         "email": email,
         "address": address,
         "dob": dob,
-        "key_name": ["|".join(sorted(m)) if m[0] and m[1] else "" for m in meta],
+        "dob_swapped": [f"{d[:5]}{d[8:10]}-{d[5:7]}" if len(d) == 10 and d[4] == "-" else "" for d in dob],
+        "key_name": [f"{'|'.join(sorted(m))} {z[:3]}" if m[0] and m[1] else "" for m, z in zip(meta, zip5)],
         "key_first_zip": [f"{_soundex(f)} {z}" if f and z else "" for f, z in zip(first, zip5)],
         "key_last_zip": [f"{_soundex(l)} {z}" if l and z else "" for l, z in zip(last, zip5)],
         "key_phone": [p[-7:] for p in phone],
@@ -284,32 +284,29 @@ def _levels(a: np.ndarray, b: np.ndarray, different: int) -> np.ndarray:
     return np.where(distance == 0, 100, np.where(distance == 1, 80, different)).astype(np.uint8)
 
 
-def _phone_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Same digits 100, one digit off 80, same last 7 digits (area code left out) 90, else DIFFERENT_PHONE."""
+def _phone_scores(a: np.ndarray, b: np.ndarray, a7: np.ndarray, b7: np.ndarray) -> np.ndarray:
+    """Same digits 100, same last 7 digits (area code left out) 90, one digit off 80, else DIFFERENT_PHONE."""
     score = _levels(a, b, DIFFERENT_PHONE)
-    short = np.array([min(len(x), len(y)) == 7 and x[-7:] == y[-7:] for x, y in zip(a, b)], dtype=bool)
-    score[short & (score < 90)] = 90
+    score[(a7 == b7) & (score < 90)] = 90
     return score
 
 
-def _email_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Same address 100, one keystroke off 80, same local part at another provider 90, else DIFFERENT_EMAIL.
+def _email_scores(a: np.ndarray, b: np.ndarray, local_a: np.ndarray, local_b: np.ndarray) -> np.ndarray:
+    """Same address 100, same local part at another provider 90, one keystroke off 80, else DIFFERENT_EMAIL.
 
     E-mails made from names (jsmith12@, jsmith@) look alike for namesakes, so
     likeness below a typo earns nothing; a different e-mail is only weak
-    evidence (people have several), hence a neutral DIFFERENT_EMAIL.
+    evidence (people have several), hence a middling DIFFERENT_EMAIL.
     """
     score = _levels(a, b, DIFFERENT_EMAIL)
-    same_local = np.array([x.partition("@")[0] == y.partition("@")[0] for x, y in zip(a, b)], dtype=bool)
-    score[same_local & (score < 90)] = 90
+    score[(local_a == local_b) & (score < 90)] = 90
     return score
 
 
-def _dob_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _dob_scores(a: np.ndarray, b: np.ndarray, swapped_a: np.ndarray) -> np.ndarray:
     """Dates match or they do not: 100 equal, 80 one digit off or day/month swapped, else 0."""
     score = _levels(a, b, 0)
-    swapped = np.array([len(x) == 10 and x[:5] + x[8:10] + "-" + x[5:7] == y for x, y in zip(a, b)], dtype=bool)
-    score[swapped & (score == 0)] = 80
+    score[(swapped_a == b) & (score == 0)] = 80
     return score
 
 
@@ -330,14 +327,17 @@ def score_pairs(left: pd.DataFrame, right: pd.DataFrame, pairs: np.ndarray) -> d
             present[field][start:stop] = both
             if not both.any():
                 continue
-            if field == "email":
-                part = _email_scores(a[both], b[both])
+            a, b, li, rj = a[both], b[both], i[both], j[both]
+            if field == "phone":
+                part = _phone_scores(a, b, left["key_phone"].to_numpy(dtype=object)[li],
+                                     right["key_phone"].to_numpy(dtype=object)[rj])
+            elif field == "email":
+                part = _email_scores(a, b, left["key_email"].to_numpy(dtype=object)[li],
+                                     right["key_email"].to_numpy(dtype=object)[rj])
             elif field == "dob":
-                part = _dob_scores(a[both], b[both])
-            elif field == "phone":
-                part = _phone_scores(a[both], b[both])
+                part = _dob_scores(a, b, left["dob_swapped"].to_numpy(dtype=object)[li])
             else:
-                part = _cpdist(a[both], b[both], _SCORERS[field])
+                part = process.cpdist(a, b, scorer=fuzz.token_sort_ratio, workers=-1, dtype=np.uint8)
             block = scores[field][start:stop]
             block[both] = part
     weighted = np.zeros(n, dtype=np.float32)
