@@ -55,6 +55,7 @@ CHUNK = 500_000
 FIELDS = tuple(WEIGHTS)
 DIFFERENT_PHONE = 30
 DIFFERENT_EMAIL = 40
+NAME_PART_CUTOFF = 50
 
 _STREET_WORDS = {
     "street": "st", "avenue": "ave", "av": "ave", "road": "rd", "drive": "dr", "lane": "ln", "court": "ct",
@@ -95,27 +96,34 @@ def _names(full: str, first: str, last: str) -> tuple[str, str]:
     return (tokens[0], tokens[-1]) if len(tokens) > 1 else ("", tokens[0])
 
 
+_NOT_LETTERS = re.compile(r"[^a-z]")
+_NOT_DIGITS = re.compile(r"\D")
+_SPACES = re.compile(r"\s")
+_NOT_WORD = re.compile(r"[^a-z0-9 ]")
+_ZIP_START = re.compile(r"\s*(\d{5})")
+
+
 def _letters(text: str) -> str:
-    return re.sub(r"[^a-z]", "", _fold(text))
+    return _NOT_LETTERS.sub("", _fold(text))
 
 
 def _phone(text: str) -> str:
     """Digits only, without a US leading 1; under 7 digits is not a usable phone."""
-    digits = re.sub(r"\D", "", str(text))
+    digits = _NOT_DIGITS.sub("", str(text))
     if len(digits) == 11 and digits.startswith("1"):
         digits = digits[1:]
     return digits if len(digits) >= 7 else ""
 
 
 def _email(text: str) -> str:
-    text = re.sub(r"\s", "", _fold(text))
+    text = _SPACES.sub("", _fold(text))
     return text if "@" in text.strip("@") else ""
 
 
 def _street(text: str) -> str:
     """'123 North Main Street, #4' → '123 n main st apt 4' (USPS abbreviations)."""
     text = _fold(text).replace("#", " apt ")
-    text = re.sub(r"[^a-z0-9 ]", " ", text)
+    text = _NOT_WORD.sub(" ", text)
     return " ".join(_STREET_WORDS.get(word, word) for word in text.split())
 
 
@@ -166,7 +174,7 @@ def prepare(df: pd.DataFrame, mapping: dict | None = None) -> pd.DataFrame:
     zip_raw = _column(df, mapping, "zip")
     zip5 = []
     for z, line in zip(zip_raw, street_raw):
-        match = re.match(r"\s*(\d{5})", z) or _ZIP_IN_TEXT.search(line)
+        match = _ZIP_START.match(z) or _ZIP_IN_TEXT.search(line)
         zip5.append(match.group(1) if match else "")
     street = [_street(v) for v in street_raw]
     address = [f"{s} {z}".strip() for s, z in zip(street, zip5)]
@@ -246,8 +254,9 @@ def candidate_pairs(left: pd.DataFrame, right: pd.DataFrame | None = None, max_b
 
 # --------------------------------------------------------------------------- scoring
 
-def _cpdist(a: np.ndarray, b: np.ndarray, scorer, cutoff: int | None = None) -> np.ndarray:
-    return process.cpdist(a, b, scorer=scorer, workers=-1, dtype=np.uint8, score_cutoff=cutoff)
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise fuzz.ratio; name parts under NAME_PART_CUTOFF alike are simply different (0)."""
+    return process.cpdist(a, b, scorer=fuzz.ratio, workers=-1, dtype=np.uint8, score_cutoff=NAME_PART_CUTOFF)
 
 
 def _name_scores(left: pd.DataFrame, right: pd.DataFrame, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,11 +272,11 @@ def _name_scores(left: pd.DataFrame, right: pd.DataFrame, i: np.ndarray, j: np.n
     score = np.zeros(len(i), dtype=np.uint8)
     only_last = lasts & ~firsts
     if only_last.any():
-        score[only_last] = _cpdist(l1[only_last], l2[only_last], fuzz.ratio)
+        score[only_last] = _ratio(l1[only_last], l2[only_last])
     if firsts.any():
         a1, b1, a2, b2 = f1[firsts], l1[firsts], f2[firsts], l2[firsts]
-        straight = _combine(_cpdist(a1, a2, fuzz.ratio), _cpdist(b1, b2, fuzz.ratio))
-        swapped = _combine(_cpdist(a1, b2, fuzz.ratio), _cpdist(b1, a2, fuzz.ratio))
+        straight = _combine(_ratio(a1, a2), _ratio(b1, b2))
+        swapped = _combine(_ratio(a1, b2), _ratio(b1, a2))
         score[firsts] = np.maximum(straight, swapped)
     return score, lasts
 
@@ -280,7 +289,7 @@ def _combine(first: np.ndarray, last: np.ndarray) -> np.ndarray:
 
 def _levels(a: np.ndarray, b: np.ndarray, different: int) -> np.ndarray:
     """Identifiers match or they do not: 100 equal, 80 one keystroke apart, else `different`."""
-    distance = process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1, dtype=np.int32)
+    distance = process.cpdist(a, b, scorer=Levenshtein.distance, workers=-1, dtype=np.uint8, score_cutoff=1)
     return np.where(distance == 0, 100, np.where(distance == 1, 80, different)).astype(np.uint8)
 
 
