@@ -14,6 +14,7 @@ if str(ROOT) not in sys.path:
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.browser",
+    "tests.fixtures.supabase_server",
 ]
 
 STRICT = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
