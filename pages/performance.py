@@ -57,6 +57,14 @@ def live_metrics() -> None:
     if users:
         st.markdown("**Fair shares per user**")
         st.dataframe(pd.DataFrame(users), hide_index=True, width="stretch")
+    unfinished = widgets.get_services().store.list_jobs(statuses=["pending", "running"], limit=200)
+    if unfinished:
+        st.markdown("**Durable jobs in the store, not yet finished**")
+        st.dataframe(pd.DataFrame([{"job": j["id"], "page": j["kind"], "user": j["owner"], "status": j["status"],
+                                    "progress": (j["done"] / j["total"]) if j["total"] else 0.0,
+                                    "done": j["done"], "total": j["total"], "failed": j["failed"]}
+                                   for j in unfinished]), hide_index=True, width="stretch",
+                     column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1)})
 
 
 @st.fragment(run_every="3s")

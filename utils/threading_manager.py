@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 PROBE_BUDGET_S = 0.02  # a probe chunk runs this long before the backend is chosen
 PROBE_MIN_CPU = 0.15  # on a busy machine, the least CPU (cores) a probe must use to count as CPU-bound
-TARGET_CHUNK_S = {"thread": 0.05, "process": 0.1}
+TARGET_CHUNK_S = {"thread": 0.1, "process": 0.1}
 MAX_CHUNK = 10_000
 PROCESS_START_SLACK_S = 2.0
 RETRY_BACKOFF_S = 0.05
@@ -593,17 +593,25 @@ class ThreadingManager:
             self._wake.notify()
         self._after_complete(job, failures)
 
-    def _complete(self, record: InFlight, outcomes: list, cpu: float, wall: float,
+    def _complete(self, record: InFlight, outcomes: list | tuple, cpu: float, wall: float,
                   extra: list[tuple[int, ItemError]] = ()) -> None:
         job, pool = record.job, record.pool
         delivered: list[tuple[int, Any, int, float]] = []
+        compact = isinstance(outcomes, tuple)  # (values, seconds): every item succeeded at the first attempt
         with self._wake:
             if record not in self._in_flight:
                 return
             self._in_flight.discard(record)
             self._release_slot_locked(record)
             durations, failed, retried = [], 0, 0
-            for (index, _), (ok, value, attempts, seconds) in zip(record.chunk, outcomes):
+            if compact:
+                values, durations = outcomes
+                job.store_ok(record.chunk, values)
+                if job.on_chunk is not None:
+                    delivered = [(index, value, 1, seconds)
+                                 for (index, _), value, seconds in zip(record.chunk, values, durations)]
+                outcomes = values
+            for (index, _), (ok, value, attempts, seconds) in zip(record.chunk, () if compact else outcomes):
                 if ok:
                     job.store(index, value, failed=False)
                     delivered.append((index, value, attempts, seconds))
@@ -617,6 +625,8 @@ class ThreadingManager:
                 durations.append(seconds)
                 retried += attempts - 1
             timed_out = 0
+            if extra:
+                durations = list(durations)
             for index, error in extra:
                 job.store(index, error, failed=True)
                 delivered.append((index, error, error.attempts, float(job.timeout or 0)))

@@ -102,8 +102,11 @@ def check_address(record_or_parts: Mapping | str) -> dict:
     if tagged.get("Recipient"):
         return _result("unparseable", f"a name ({tagged['Recipient']}) is mixed into the address; keep it in its own column")
     city = tagged.get("PlaceName", "") or parts["city"]
+    city_as_typed = city
     state = _state_code(tagged.get("StateName", "") or parts["state"])
     zip_text = (tagged.get("ZipCode", "") or parts["zip"]).replace(" ", "")
+    if zip_text.isdigit() and len(zip_text) == 4:  # Excel drops the leading zero of 02139
+        zip_text = zip_text.zfill(5)
     po_box = kind == "PO Box" or "USPSBoxID" in tagged
     if po_box:
         street, unit = _po_box_line(tagged), ""
@@ -138,7 +141,7 @@ def check_address(record_or_parts: Mapping | str) -> dict:
     if state.upper() != known["state"]:
         return _result("mismatch", f"ZIP {zip5} is in {known['state']}, not {state.upper()}", normalized, **fields)
     if _city_key(city) not in known["names"]:
-        return _result("mismatch", f"ZIP {zip5} is {known['city']}, {known['state']}, not {city}", normalized, **fields)
+        return _result("mismatch", f"ZIP {zip5} is {known['city']}, {known['state']}, not {city_as_typed}", normalized, **fields)
     reason = "PO box" if po_box else ""
     return _result("complete", reason, normalized, **fields)
 

@@ -5,34 +5,42 @@ reformatted phone or a new e-mail. Comparing every pair is impossible at
 scale (100k x 100k = 10^10 pairs), so:
 
 1. Blocking: only records sharing at least one key become candidate pairs.
-   Keys: the sorted metaphone codes of first + last name (so swapped names
-   still meet), soundex of either name + ZIP, the last 7 phone digits, the
-   e-mail local part, the date of birth, and house number + ZIP. A key
-   shared by more than `MAX_BLOCK` records (a placeholder such as 1900-01-01
-   or a shared office phone) says nothing and is skipped.
-2. Scoring: rapidfuzz `process.cpdist` scores each field of the candidate
-   pairs element-wise in native threads (workers=-1, dtype=uint8, chunks of
-   `CHUNK` pairs): name token_sort_ratio (order-free), phone/e-mail/dob
-   ratio, address token_sort_ratio on a USPS-abbreviated street + ZIP.
-3. One weighted score: name .35, phone .20, e-mail .20, address .15, dob .10,
-   averaged over the fields both records have; the divisor is at least 0.5,
-   so two records that share only a name can never reach the threshold.
+   Keys: sorted metaphone codes of first + last name (swapped names still
+   meet) + ZIP3; soundex of either name + ZIP; the last 7 phone digits; the
+   e-mail local part; the date of birth; house number + ZIP. A key shared by
+   more than MAX_BLOCK records (a placeholder such as 1900-01-01 or an
+   office phone) says nothing and is skipped.
+2. Scoring: rapidfuzz `process.cpdist` scores the candidate pairs field by
+   field in native threads (workers=-1, dtype=uint8, score_cutoff, chunks of
+   CHUNK pairs). Name: first and last compared apart, both orders, 0.75 x
+   weaker + 0.25 x stronger, so a household member (same surname, other
+   first name) stays low while a typo stays high. Phone, e-mail, date of
+   birth are identifiers: 100 equal, 90 same local part / last 7 digits,
+   80 one keystroke off or day/month swapped, else DIFFERENT_PHONE (30) /
+   DIFFERENT_EMAIL (40; people have several) / 0 (another birthday).
+   Address: token_sort_ratio of the USPS-abbreviated street + ZIP.
+3. One weighted score: name .35, phone .20, e-mail .20, address .15,
+   dob .10, averaged over the fields both records have, dividing by at
+   least MIN_DIVISOR (0.6), so a shared name plus one more field is not
+   enough on its own.
 
-Default threshold 80, from the labelled sets in `sample_data`
-(`labelled_duplicate_set`, 10 % duplicates with typos, swapped names,
-reformatted phones/addresses, dropped or new e-mails, moves; 5 % household
-members as hard negatives). Measured with benchmarks/bench_validation.py
-(seeds 7/8/9, n=5,000):
+DEFAULT_THRESHOLD = 78 comes from `benchmarks.bench_validation.threshold_table`
+on `sample_data.labelled_duplicate_set` (n=5,000, 10 % re-entries with typos,
+swapped names, reformatted phones/addresses/dates, dropped or new e-mails,
+moves, phone typos; 5 % household members and frequent names as hard
+negatives), mean of seeds 7, 8, 9:
 
-    threshold   precision   recall
-       70         0.96       0.997
-       75         0.992      0.994
-       80         0.999      0.986
-       85         1.000      0.958
-       90         1.000      0.883
+    threshold   all columns      no dob           no e-mail        no dob, no e-mail
+                P      R         P      R         P      R         P      R
+       70     0.995  1.000     0.914  0.997     0.991  1.000     0.991  0.975
+       75     0.999  0.998     0.992  0.994     0.997  1.000     0.992  0.973
+       78     1.000  0.993     0.994  0.986     0.998  1.000     0.992  0.962
+       80     1.000  0.987     0.997  0.982     0.999  0.996     0.992  0.951
+       85     1.000  0.948     1.000  0.909     1.000  0.972     0.995  0.815
 
-80 keeps precision ~0.999 (a false duplicate makes a person's request
-vanish) while recall stays ~0.98; below 75 household members start to match.
+78 keeps precision >= 0.99 whichever columns a sheet has (a false duplicate
+can make someone's request vanish) with recall >= 0.96. 100k uploads vs 100k
+history: ~12-27 s and ~630 MB peak RSS including the data (bench_duplicates).
 """
 from __future__ import annotations
 

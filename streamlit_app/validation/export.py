@@ -38,8 +38,12 @@ def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    """UTF-8 CSV with a BOM, so Excel shows accents correctly; formula-safe."""
-    return safe_frame(df).to_csv(index=False).encode("utf-8-sig")
+    """UTF-8 CSV with a BOM (Excel then shows accents right), CRLF lines (RFC 4180), formula-safe.
+
+    CRLF also makes the csv writer quote any cell holding a stray CR, which
+    would otherwise split the row for every reader.
+    """
+    return safe_frame(df).to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")
 
 
 def to_excel_bytes(df: pd.DataFrame, problems: pd.DataFrame | None = None, sheet_name: str = "Results") -> bytes:

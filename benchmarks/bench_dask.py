@@ -1,0 +1,93 @@
+"""Dask benchmark: the same CPU-bound batch on a 2-worker local Dask cluster and on local processes.
+
+200,000 phone numbers (`streamlit_app.performance.validate_phone_number`, pure Python
+that holds the GIL) go through the threading manager twice per round: once on the
+"cpu" pool's warm local process pool (`kind="process"`, 2 workers) and once on a Dask
+cluster of a scheduler and 2 single-threaded workers started as subprocesses on
+127.0.0.1. Both are warmed first (imports, phonenumbers' metadata). The ratio
+dask/process is what one machine pays for the cluster's hand-off; the goal is <= 1.2x.
+Rounds alternate so that a busy spell on the shared machine hits both sides; the best
+round of each is compared.
+
+Run: python -m benchmarks.bench_dask [items] [rounds]
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from config.threading_config import load_threading_config  # noqa: E402
+from streamlit_app.performance import validate_phone_number  # noqa: E402
+from streamlit_app.validation.sample_data import sample_phone_numbers  # noqa: E402
+from utils.dask_backend import LocalDaskProcesses, attach_dask, detach_dask  # noqa: E402
+from utils.threading_manager import ThreadingManager  # noqa: E402
+
+GOAL = 1.2
+WORKERS = 2
+
+
+def _timed(manager: ThreadingManager, numbers: list[str], **kwargs) -> tuple[float, list, str]:
+    started = time.perf_counter()
+    job = manager.map(validate_phone_number, numbers, **kwargs)
+    results = job.result()
+    elapsed = time.perf_counter() - started
+    return elapsed, results, job.progress().backend
+
+
+def run(n: int = 200_000, rounds: int = 3) -> dict:
+    numbers = sample_phone_numbers(n)
+    warm_up = numbers[:4000]
+    times: dict[str, list[float]] = {"process": [], "dask": []}
+    with LocalDaskProcesses(n_workers=WORKERS, threads=1) as cluster:
+        local = ThreadingManager(load_threading_config())
+        remote = ThreadingManager(load_threading_config())
+        try:
+            local.configure("cpu", workers=WORKERS)
+            local.warm("cpu")
+            status = attach_dask(remote, cluster.address, timeout=30.0)
+            if not status.connected:
+                raise RuntimeError(status.message)
+            remote.warm("cpu")
+            _timed(local, warm_up, kind="process")
+            _timed(remote, warm_up, pool="cpu")
+            expected = None
+            for _ in range(rounds):
+                for name, manager, kwargs in (("process", local, {"kind": "process"}),
+                                              ("dask", remote, {"pool": "cpu"})):
+                    seconds, results, backend = _timed(manager, numbers, **kwargs)
+                    if backend not in ("process", "dask"):
+                        raise RuntimeError(f"{name} run went to {backend}")
+                    expected = results if expected is None else expected
+                    if results != expected:
+                        raise RuntimeError(f"the {name} run returned different results")
+                    times[name].append(seconds)
+                    print(f"  {name:8s} {seconds:6.2f} s  ({n / seconds:,.0f} numbers/s)", flush=True)
+            detach_dask(remote)
+        finally:
+            remote.shutdown(wait=False, cancel_futures=True)
+            local.shutdown(wait=False, cancel_futures=True)
+    best = {name: min(values) for name, values in times.items()}
+    return {"items": n, "valid": sum(bool(r) for r in expected or []), "best": best, "times": times,
+            "ratio": best["dask"] / best["process"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    n = int(argv[0]) if argv else 200_000
+    rounds = int(argv[1]) if len(argv) > 1 else 3
+    print(f"{n:,} phone numbers, {WORKERS} workers x 1 thread: local process pool vs local Dask cluster",
+          flush=True)
+    result = run(n, rounds)
+    best = result["best"]
+    verdict = "within" if result["ratio"] <= GOAL else "OVER"
+    print(f"best of {rounds}: processes {best['process']:.2f} s, dask {best['dask']:.2f} s; "
+          f"dask/process = {result['ratio']:.2f}x ({verdict} the {GOAL:.1f}x goal)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,625 @@
+"""Run the threading manager's process work on a Dask cluster instead of local processes.
+
+`attach_dask(manager, "tcp://host:8786")` swaps a pool's local process backend for a
+`DaskWorkers` that sends each CHUNK the manager hands out to the cluster as one Dask
+task. Nothing else changes: chunk sizing, fair shares, per-item errors, timeouts and
+the "a worker died: split the chunk, re-run the pieces, blame only the item that kills
+its worker again" logic all stay in the manager, because a dead Dask worker is reported
+to it exactly like a dead local process (`BrokenProcessPool`).
+
+Starting a cluster by hand (no compose file needed)
+---------------------------------------------------
+Workers unpickle Spindle's own functions (`utils.chunk_runner.run_chunk_in_process`,
+`streamlit_app.*`) by name, so every worker must run in the project's environment (the
+same packages as `.venv`) with the project root on `sys.path`::
+
+    .venv/bin/dask scheduler --host 127.0.0.1 --port 8786
+    PYTHONPATH=/path/to/spindle .venv/bin/dask worker tcp://127.0.0.1:8786 --nworkers 2 --nthreads 1
+    DASK_SCHEDULER_ADDRESS=tcp://127.0.0.1:8786 make run
+
+Use one thread per worker process (`--nthreads 1`) and as many worker processes as
+cores: the work is mostly pure Python that holds the GIL. On other machines, point the
+workers at the scheduler's reachable address instead of 127.0.0.1. The scheduler's
+dashboard listens on :8787 (`--dashboard-address 127.0.0.1:8787` keeps it local).
+
+When the scheduler cannot be reached, has no workers, or its workers cannot import the
+project, `attach_dask` leaves the local pools alone and says why in one plain sentence.
+
+What a dead worker means here
+-----------------------------
+Dask itself re-runs a task whose worker died, up to `distributed.scheduler.allowed-failures`
+times (3 by default); after that the task fails with `KilledWorker`. That, a closed
+connection while fetching a result, a lost result, or losing the scheduler all become
+`BrokenProcessPool` for the manager, which re-runs the chunk's items one by one. A chunk
+the manager times out is cancelled and the workers running it are restarted (this needs
+the nanny, which `dask worker` starts by default).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import threading
+import uuid
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import wait as wait_futures
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INFO_TIMEOUT_S = 3.0  # the Performance page must never hang on a slow scheduler
+CLOSE_TIMEOUT_S = 2.0
+# Generations count up from a million so they never match a local ProcessWorkers generation of the
+# same pool (a local chunk still finishing after attach_dask must not fail the cluster's chunks).
+_generations = itertools.count(1_000_000)
+
+
+def _noop() -> int:
+    return 0
+
+
+def _worker_check() -> dict:
+    """Runs on each worker at attach time: can it import the project's code?"""
+    import sys
+
+    import streamlit_app  # noqa: F401 - the import is the check
+    import utils.chunk_runner  # noqa: F401
+
+    return {"python": sys.version.split()[0], "pid": os.getpid()}
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def _dead_worker_error(exc: BaseException) -> bool:
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(exc, (KilledWorker, CommClosedError, OSError))
+
+
+def _task_label(args: tuple) -> str:
+    """A readable task-group name for the Dask dashboard: the mapped function's name."""
+    fn = args[0] if args else None
+    fn = getattr(fn, "func", fn)  # functools.partial
+    name = getattr(fn, "__name__", "chunk")
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "chunk"
+
+
+class _InitializerPlugin:
+    """Runs a pool initializer once in every Dask worker, present and future (see SpindleInitializer)."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+
+    def setup(self, worker: Any) -> None:
+        self.fn()
+
+
+def __getattr__(name: str) -> Any:
+    """`SpindleInitializer`, a WorkerPlugin, is built on first use so that importing this
+    module does not import `distributed`; pickle finds it here on the workers too."""
+    if name == "SpindleInitializer":
+        from distributed import WorkerPlugin
+
+        cls = type("SpindleInitializer", (_InitializerPlugin, WorkerPlugin), {"__module__": __name__})
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _make_plugin(fn: Callable[[], None]) -> Any:
+    cls = globals().get("SpindleInitializer") or __getattr__("SpindleInitializer")
+    return cls(fn)
+
+
+@dataclass
+class _Pending:
+    future: Future
+    dask_future: Any
+    generation: int
+
+
+class DaskWorkers:
+    """A process backend for the threading manager whose workers are a Dask cluster.
+
+    Same methods as `utils.process_workers.ProcessWorkers`. One Dask task per chunk; the
+    returned `concurrent.futures.Future` is completed from the Dask future's done callback.
+    """
+
+    def __init__(self, name: str, workers: int, client: Any, address: str,
+                 initializer: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self.workers = workers
+        self.client = client
+        self.address = address
+        self._lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._closed = False
+        self.generation = next(_generations)
+        self.rebuilds = 0  # chunks timed out: their workers were restarted
+        self.worker_deaths = 0  # chunks that came back from a dead worker (or a lost scheduler)
+        self._initializer = initializer
+        self._plugin_lock = threading.Lock()
+        self._plugin_name = f"spindle-initializer-{name}"
+        self._plugin_set = False
+        self.dashboard_link: str | None = None
+        self._restore: tuple[str, int] | None = None  # the pool's local kind and workers, for detach_dask
+        if initializer is not None:
+            self.set_initializer(initializer)
+
+    # ------------------------------------------------------------------ the manager's interface
+    def submit(self, fn: Callable, *args: Any) -> tuple[Future, int]:
+        """Send one chunk to the cluster; say which generation took it (see `rebuild`)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the Dask backend is shut down")
+            status = getattr(self.client, "status", "running")
+            if status != "running":
+                raise RuntimeError(f"lost the Dask scheduler at {self.address} (client {status})")
+            generation = self.generation
+            key = f"{_task_label(args)}-{uuid.uuid4().hex}"
+            future: Future = Future()
+            future.set_running_or_notify_cancel()  # only this backend completes it
+            dask_future = self.client.submit(fn, *args, key=key, pure=False)
+            self._pending[key] = _Pending(future, dask_future, generation)
+        dask_future.add_done_callback(self._settle)
+        return future, generation
+
+    def resize(self, workers: int) -> None:
+        """How many chunks the manager keeps in flight on the cluster (the pool's `workers`).
+
+        A client cannot add machines to a cluster: its size is whatever workers are
+        connected to the scheduler (start more `dask worker` processes, or use an adaptive
+        cluster). `attach_dask` starts from the cluster's total threads, so every worker
+        thread has one chunk; more keeps a chunk queued per worker to hide the round trip,
+        fewer leaves part of a shared cluster to other clients.
+        """
+        with self._lock:
+            self.workers = workers
+
+    def warm(self) -> None:
+        """Wait for a worker, and make every worker import the project's code now."""
+        self.client.wait_for_workers(1, timeout=30)
+        self.client.run(_worker_check)
+
+    def set_initializer(self, initializer: Callable[[], None] | None) -> None:
+        """Run `initializer` once in every worker (present ones now, new ones as they join).
+
+        Registered in the background: the manager calls this under its lock, and a warm-up
+        may take seconds on every worker. Chunks sent meanwhile simply run un-warmed.
+        """
+        self._initializer = initializer
+        threading.Thread(target=self._apply_initializer, args=(initializer,), daemon=True,
+                         name=f"spindle-dask-init-{self.name}").start()
+
+    def rebuild(self, generation: int, kill: bool) -> bool:
+        """A dead worker needs nothing here: the nanny restarts it and Dask reschedules.
+
+        With `kill` (the manager timed a chunk out), every chunk of that generation is
+        failed with BrokenProcessPool (the manager re-runs the innocent ones), cancelled
+        on the cluster, and the workers running them are restarted to stop the stuck code.
+        True when this call did that.
+        """
+        with self._lock:
+            if not kill or generation != self.generation or self._closed:
+                return False
+            self.generation = next(_generations)
+            self.rebuilds += 1
+            doomed = [p for p in self._pending.values() if p.generation == generation]
+        error = BrokenProcessPool("a chunk on the Dask cluster timed out; its workers are being restarted")
+        for pending in doomed:
+            self._finish(pending.dask_future.key, error=error)
+        threading.Thread(target=self._stop_stuck, args=([p.dask_future for p in doomed],), daemon=True,
+                         name=f"spindle-dask-restart-{self.name}").start()
+        return True
+
+    def pids(self) -> list[int]:
+        """Worker processes live on the cluster's machines, not here (see `worker_pids`)."""
+        return []
+
+    def worker_pids(self) -> dict[str, int]:
+        """Each worker's process id, by worker address (meaningful on the worker's machine)."""
+        return self.client.run(_worker_pid)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def shutdown(self, wait: bool, kill: bool) -> None:
+        """Close the client; the cluster itself keeps running (it is not ours to stop)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pending = list(self._pending.values())
+        if kill and pending:
+            try:
+                self.client.cancel([p.dask_future for p in pending], force=True)
+            except Exception:  # noqa: BLE001 - the scheduler may be gone already
+                pass
+            for p in pending:
+                self._finish(p.dask_future.key, error=CancelledError("the Dask backend was shut down"))
+        elif wait and pending:
+            wait_futures([p.future for p in pending])
+        try:
+            self.client.close(timeout=CLOSE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001
+            log.debug("closing the Dask client failed", exc_info=True)
+        with self._lock:
+            left = list(self._pending)
+        for key in left:  # callbacks stop once the client is closed: never leave a chunk hanging
+            self._finish(key, error=BrokenProcessPool("the Dask backend was shut down"))
+
+    # ------------------------------------------------------------------ internals
+    def _finish(self, key: str, value: Any = None, error: BaseException | None = None) -> bool:
+        """Complete the chunk's future once, whoever gets here first (callback, timeout, shutdown)."""
+        with self._lock:
+            pending = self._pending.pop(key, None)
+        if pending is None:
+            return False
+        if error is not None:
+            pending.future.set_exception(error)
+        else:
+            pending.future.set_result(value)
+        return True
+
+    def _settle(self, dask_future: Any) -> None:
+        """On Dask's callback thread: translate the task's outcome for the manager."""
+        key = dask_future.key
+        with self._lock:
+            if key not in self._pending:
+                return
+        status = dask_future.status
+        try:
+            if status == "lost":
+                raise BrokenProcessPool("the result was lost with its Dask worker")
+            value = dask_future.result()
+        except CancelledError as exc:
+            reason = getattr(exc, "reason", "")
+            if reason == "scheduler-connection-lost" or self._closed:
+                self._note_death()
+                self._finish(key, error=BrokenProcessPool(f"lost the Dask scheduler at {self.address}: {exc}"))
+            else:
+                self._finish(key, error=CancelledError(str(exc)))
+        except BrokenProcessPool as exc:
+            self._note_death()
+            self._finish(key, error=exc)
+        except Exception as exc:  # noqa: BLE001 - the task's own error goes to the manager as it is
+            if _dead_worker_error(exc):
+                self._note_death()
+                broken = BrokenProcessPool(f"a Dask worker died while running this chunk "
+                                           f"({type(exc).__name__}: {exc})")
+                broken.__cause__ = exc
+                self._finish(key, error=broken)
+            else:
+                self._finish(key, error=exc)
+        else:
+            self._finish(key, value=value)
+
+    def _note_death(self) -> None:
+        with self._lock:
+            self.worker_deaths += 1
+
+    def _stop_stuck(self, futures: list) -> None:
+        keys = {f.key for f in futures}
+        try:
+            processing = self.client.processing()
+            stuck = [worker for worker, running in processing.items() if keys & set(running)]
+            self.client.cancel(futures, force=True)
+            if stuck:
+                log.warning("restarting Dask workers %s: a chunk timed out on them", ", ".join(stuck))
+                self.client.restart_workers(stuck, raise_for_error=False)
+        except Exception as exc:  # noqa: BLE001 - best effort; the chunks are already re-run elsewhere
+            log.warning("could not restart stuck Dask workers: %s", exc)
+
+    def _apply_initializer(self, initializer: Callable[[], None] | None) -> None:
+        with self._plugin_lock:
+            if self._closed or initializer is not self._initializer:
+                return  # superseded by a later call
+            try:
+                if initializer is None:
+                    if self._plugin_set:
+                        self.client.unregister_worker_plugin(self._plugin_name)
+                        self._plugin_set = False
+                else:
+                    self.client.register_plugin(_make_plugin(initializer), name=self._plugin_name)
+                    self._plugin_set = True
+            except Exception as exc:  # noqa: BLE001 - an initializer only warms workers up
+                log.warning("could not set the initializer on the Dask workers: %s", exc)
+
+
+# ---------------------------------------------------------------------- attaching to a manager
+@dataclass(frozen=True)
+class DaskStatus:
+    address: str
+    connected: bool
+    message: str
+    pool: str = "cpu"
+    workers: int = 0
+    threads: int = 0
+    dashboard_link: str | None = None
+
+
+def _fallback(address: str, pool: str, why: str) -> DaskStatus:
+    message = f"cannot reach the Dask scheduler at {address}: {why}; work runs on the local pools"
+    log.warning(message)
+    return DaskStatus(address, False, message, pool)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _dashboard(client: Any) -> str | None:
+    """The dashboard link, only when the scheduler really serves one (bokeh, no --no-dashboard)."""
+    try:
+        link = client.dashboard_link
+    except Exception:  # noqa: BLE001
+        return None
+    if not link:
+        return None
+    try:
+        import urllib.request
+
+        with urllib.request.urlopen(link, timeout=1.0) as response:  # noqa: S310 - the scheduler's own URL
+            return link if response.status == 200 else None
+    except Exception:  # noqa: BLE001 - 404 without bokeh, or not reachable from here
+        return None
+
+
+def _dask_backend(manager: Any, pool: str) -> DaskWorkers | None:
+    target = manager._get_pool(pool)
+    return target.processes if isinstance(target.processes, DaskWorkers) else None
+
+
+def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 5.0) -> DaskStatus:
+    """Connect to a Dask scheduler and run `pool`'s process work on its cluster.
+
+    On success the pool's kind becomes "dask", its backend a `DaskWorkers` and its
+    `workers` the cluster's total threads. On any failure the local pools are left as
+    they are and the status says why, in one sentence a person can act on.
+    """
+    address = address.strip()
+    target = manager._get_pool(pool)  # ValueError for an unknown pool, before any network
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        return _fallback(address, pool, f"the distributed package is not installed ({exc})")
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 - refused, timed out, bad address: all mean "not here"
+        return _fallback(address, pool, _short(exc))
+    try:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except Exception:  # noqa: BLE001
+            raise RuntimeError(f"it has no workers after {timeout:g} s (start some with dask worker)") from None
+        checks = client.run(_worker_check, on_error="return")
+        broken = {w: r for w, r in checks.items() if isinstance(r, BaseException)}
+        if broken:
+            worker, exc = next(iter(broken.items()))
+            raise RuntimeError(f"{len(broken)} of {len(checks)} workers cannot import Spindle's code "
+                               f"({worker}: {type(exc).__name__}: {_short(exc)}); start them with "
+                               f"PYTHONPATH={PROJECT_ROOT} in the project's environment")
+        info = client.scheduler_info(n_workers=-1)
+        threads = sum(w.get("nthreads", 0) for w in info.get("workers", {}).values())
+        n_workers = len(info.get("workers", {}))
+        if threads < 1:
+            raise RuntimeError("its workers have no threads")
+    except Exception as exc:  # noqa: BLE001
+        try:
+            client.close(timeout=CLOSE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001
+            pass
+        return _fallback(address, pool, _short(exc))
+
+    if _dask_backend(manager, pool) is not None:
+        detach_dask(manager, pool)
+    backend = DaskWorkers(pool, threads, client, address, getattr(target, "initializer", None))
+    backend.dashboard_link = _dashboard(client)
+    with manager._lock:
+        old = target.processes
+        backend._restore = (target.kind, target.workers)
+        target.kind, target.processes, target.workers = "dask", backend, threads
+    if old is not None:
+        old.shutdown(wait=False, kill=False)  # idle local workers exit; chunks already running finish
+    manager._wake_dispatcher()
+    message = (f"running the {pool!r} pool on the Dask cluster at {address}: {n_workers} workers, "
+               f"{threads} threads")
+    log.info(message)
+    return DaskStatus(address, True, message, pool, n_workers, threads, backend.dashboard_link)
+
+
+def detach_dask(manager: Any, pool: str | None = None, wait: bool = True) -> bool:
+    """Go back to local processes (`pool`, or every pool on Dask); True when one was detached.
+
+    New chunks go to the local pool at once; with `wait`, chunks on the cluster finish first.
+    """
+    names = [pool] if pool is not None else manager.pool_names()
+    detached = False
+    for name in names:
+        target = manager._get_pool(name)
+        with manager._lock:
+            backend = target.processes if isinstance(target.processes, DaskWorkers) else None
+            if backend is None:
+                continue
+            kind, workers = backend._restore or ("process", manager.config.pools[name].workers)
+            target.kind, target.workers, target.processes = kind, workers, None
+        backend.shutdown(wait=wait, kill=False)
+        detached = True
+    manager._wake_dispatcher()
+    return detached
+
+
+def attach_from_settings(manager: Any, settings: Any) -> DaskStatus | None:
+    """`DASK_SCHEDULER_ADDRESS` set: attach the "cpu" pool to that cluster; None when it is empty."""
+    address = (getattr(settings, "dask_scheduler_address", "") or "").strip()
+    if not address:
+        return None
+    return attach_dask(manager, address)
+
+
+def cluster_info(manager: Any, pool: str = "cpu") -> dict | None:
+    """What the Performance page shows about the cluster; None when `pool` runs locally.
+
+    Keys: address, status, workers, threads, memory_limit_bytes, memory_used_bytes,
+    in_flight (chunks sent and not back), max_in_flight (the pool's workers), processing
+    (tasks running or queued on workers, all clients), dashboard_link (or None),
+    worker_deaths, rebuilds, per_worker (rows), error (why the numbers are missing, or None).
+    """
+    backend = _dask_backend(manager, pool)
+    if backend is None:
+        return None
+    client = backend.client
+    info: dict[str, Any] = {
+        "address": backend.address, "status": getattr(client, "status", "unknown"), "workers": 0, "threads": 0,
+        "memory_limit_bytes": 0, "memory_used_bytes": 0, "in_flight": backend.in_flight(),
+        "max_in_flight": manager._get_pool(pool).workers, "processing": 0,
+        "dashboard_link": backend.dashboard_link, "worker_deaths": backend.worker_deaths,
+        "rebuilds": backend.rebuilds, "per_worker": [], "error": None,
+    }
+    if info["status"] != "running":
+        info["error"] = f"not connected to the Dask scheduler at {backend.address} (client {info['status']})"
+        return info
+    try:
+        identity = client.sync(client.scheduler.identity, n_workers=-1, callback_timeout=INFO_TIMEOUT_S)
+        processing = client.sync(client.scheduler.processing, callback_timeout=INFO_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - a slow or vanished scheduler must not break the page
+        info["error"] = f"the Dask scheduler at {backend.address} did not answer: {_short(exc)}"
+        return info
+    rows = []
+    for address, worker in sorted(identity.get("workers", {}).items()):
+        metrics = worker.get("metrics", {})
+        rows.append({"address": address, "name": str(worker.get("name", address)),
+                     "threads": int(worker.get("nthreads", 0)),
+                     "memory_limit_bytes": int(worker.get("memory_limit") or 0),
+                     "memory_used_bytes": int(metrics.get("memory") or 0),
+                     "cpu_percent": float(metrics.get("cpu") or 0.0),
+                     "processing": len(processing.get(address, ()))})
+    info.update(workers=len(rows), threads=sum(r["threads"] for r in rows),
+                memory_limit_bytes=sum(r["memory_limit_bytes"] for r in rows),
+                memory_used_bytes=sum(r["memory_used_bytes"] for r in rows),
+                processing=sum(r["processing"] for r in rows), per_worker=rows)
+    return info
+
+
+# ---------------------------------------------------------------------- a throwaway local cluster
+class LocalDaskProcesses:
+    """A scheduler and worker processes on 127.0.0.1, started with the `dask` command line.
+
+    For tests, benchmarks and trying the cluster path on one machine: the same commands a
+    person would type (see the module docstring), each worker with its own nanny, the
+    project root on PYTHONPATH, and nothing listening beyond 127.0.0.1. `stop()` (or
+    leaving the `with` block) ends every process it started.
+    """
+
+    def __init__(self, n_workers: int = 2, threads: int = 1, allowed_failures: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        import sys
+        import tempfile
+
+        self.n_workers = n_workers
+        self.threads = threads
+        self._dir = tempfile.TemporaryDirectory(prefix="spindle-dask-")
+        self._processes: list[Any] = []
+        self.address = ""
+        dask_cli = os.path.join(os.path.dirname(sys.executable), "dask")
+        self._cli = [dask_cli] if os.path.exists(dask_cli) else [sys.executable, "-m", "dask"]
+        self._env = dict(os.environ)
+        self._env.update(env or {})
+        self._env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (PROJECT_ROOT, self._env.get("PYTHONPATH", "")) if p)
+        if allowed_failures is not None:
+            self._env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = str(allowed_failures)
+
+    def __enter__(self) -> "LocalDaskProcesses":
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.stop()
+
+    def _spawn(self, args: list[str], log_name: str) -> Any:
+        import subprocess
+
+        log_file = open(os.path.join(self._dir.name, log_name), "wb")  # noqa: SIM115 - closed in stop()
+        process = subprocess.Popen(self._cli + args, env=self._env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, cwd=self._dir.name, start_new_session=True)
+        process.log_file = log_file  # type: ignore[attr-defined]
+        self._processes.append(process)
+        return process
+
+    def start(self, timeout: float = 60.0) -> str:
+        import json
+        import time
+
+        scheduler_file = os.path.join(self._dir.name, "scheduler.json")
+        scheduler = self._spawn(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                 "--dashboard-address", "127.0.0.1:0", "--scheduler-file", scheduler_file],
+                                "scheduler.log")
+        deadline = time.monotonic() + timeout
+        while not self.address:
+            if scheduler.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"the Dask scheduler exited: {self.log('scheduler.log')[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the Dask scheduler did not start in time")
+            try:
+                with open(scheduler_file, encoding="utf-8") as handle:
+                    self.address = json.load(handle)["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+        for i in range(self.n_workers):
+            self.add_worker(f"worker-{i}")
+        self.wait_for_workers(self.n_workers, max(1.0, deadline - time.monotonic()))
+        return self.address
+
+    def add_worker(self, name: str) -> Any:
+        return self._spawn(["worker", self.address, "--name", name, "--nworkers", "1", "--nthreads",
+                            str(self.threads), "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address",
+                            "127.0.0.1:0", "--local-directory", self._dir.name, "--death-timeout", "30"],
+                           f"{name}.log")
+
+    def wait_for_workers(self, n: int, timeout: float = 60.0) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=timeout, set_as_default=False) as client:
+            client.wait_for_workers(n, timeout=timeout)
+
+    def log(self, name: str) -> str:
+        try:
+            with open(os.path.join(self._dir.name, name), encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        for process in reversed(self._processes):  # workers first, then the scheduler
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)  # its own session: the nanny and its worker
+                except ProcessLookupError:
+                    pass
+        for process in reversed(self._processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait(timeout=5)
+            process.log_file.close()
+        self._processes = []
+        self._dir.cleanup()
