@@ -97,7 +97,8 @@ def text_items(n: int = 200) -> Bench:
         body = " ".join([f"Document {i}."] + [paragraph] * (1 + i % 4))
         kind = i % 10
         if kind == 7:
-            rows = "\n".join(f'{r},"{sentence.strip()}.",{r % 5}' for r, sentence in enumerate(body.split(".")) if sentence.strip())
+            sentences = [sentence.strip() for sentence in body.split(".") if sentence.strip()]
+            rows = "\n".join(f'{r},"{sentence}.",{r % 5}' for r, sentence in enumerate(sentences))
             items.append((f"doc_{i:03d}.csv", f"id,comment,score\n{rows}\n".encode("utf-8"), {}))
         elif kind == 8:
             items.append((f"doc_{i:03d}.docx", media_samples.make_docx(f"Document {i}", body.split(". ")), {}))

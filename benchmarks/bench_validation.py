@@ -16,11 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
-
-from streamlit_app.validation.duplicates import DEFAULT_THRESHOLD, find_duplicates  # noqa: E402
-from streamlit_app.validation.phones import check_phone  # noqa: E402
-from streamlit_app.validation.sample_data import labelled_duplicate_set  # noqa: E402
+from streamlit_app.validation.phones import check_phone  # noqa: E402  (workers import only this)
 
 
 def phone_workload(numbers: list[str], default_region: str = "US") -> list[dict]:
@@ -47,6 +43,9 @@ def threshold_table(n: int = 5000, seeds: tuple[int, ...] = (7, 8, 9),
                     thresholds: tuple[float, ...] = (65, 70, 75, 78, 80, 85, 90),
                     drop: tuple[str, ...] = ()) -> dict:
     """Mean precision/recall per threshold over seeded labelled sets (how DEFAULT_THRESHOLD was chosen)."""
+    from streamlit_app.validation.duplicates import find_duplicates
+    from streamlit_app.validation.sample_data import labelled_duplicate_set
+
     sums = {t: [0.0, 0.0] for t in thresholds}
     for seed in seeds:
         df, truth = labelled_duplicate_set(n, 0.1, seed)
@@ -72,6 +71,8 @@ class _PeakSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        import psutil
+
         process = psutil.Process()
         while not self._stop.is_set():
             self.peak = max(self.peak, process.memory_info().rss)
@@ -88,6 +89,11 @@ class _PeakSampler:
 
 def bench_duplicates(small_n: int = 5000, big_n: int = 100_000) -> dict:
     """Scoring time for small_n records; big_n uploads vs big_n history: time, peak RSS, precision/recall."""
+    import psutil
+
+    from streamlit_app.validation.duplicates import DEFAULT_THRESHOLD, find_duplicates
+    from streamlit_app.validation.sample_data import labelled_duplicate_set
+
     figures: dict = {"threshold": DEFAULT_THRESHOLD}
     df, truth = labelled_duplicate_set(small_n, 0.1, 7)
     start = time.perf_counter()

@@ -85,7 +85,10 @@ def _load(name: str, image: Image.Image) -> None:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB version for measuring (the image itself when already RGB): transparency goes onto white, 16-bit and float greys are scaled to 8 bits."""
+    """RGB version for measuring (the image itself when already RGB).
+
+    Transparency goes onto white; 16-bit and float greys are scaled to 8 bits rather than clipped.
+    """
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0

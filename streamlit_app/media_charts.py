@@ -27,7 +27,9 @@ def _empty(title: str, message: str) -> go.Figure:
 
 
 def _has(df: pd.DataFrame | None, *columns: str) -> bool:
-    return df is not None and not df.empty and all(c in df.columns for c in columns) and df[list(columns)].notna().all(axis=1).any()
+    if df is None or df.empty or not all(c in df.columns for c in columns):
+        return False
+    return bool(df[list(columns)].notna().all(axis=1).any())
 
 
 def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
@@ -72,7 +74,14 @@ def spectrogram_figure(data: bytes, name: str = "audio.wav") -> go.Figure:
     decibels = (10.0 * np.log10(bins + 1e-12)).astype(np.float32)
     freqs = (np.arange(SPECTROGRAM_BINS) + 0.5) * (rate / 2) / SPECTROGRAM_BINS
     figure = go.Figure(
-        go.Heatmap(x=(starts / rate).astype(np.float32), y=freqs.astype(np.float32), z=decibels.T, colorscale="Viridis", zmin=decibels.max() - 80, colorbar_title="dB")
+        go.Heatmap(
+            x=(starts / rate).astype(np.float32),
+            y=freqs.astype(np.float32),
+            z=decibels.T,
+            colorscale="Viridis",
+            zmin=float(decibels.max()) - 80.0,
+            colorbar_title="dB",
+        )
     )
     figure.update_layout(title=f"Spectrogram: {name}", xaxis_title="seconds", yaxis_title="Hz")
     return figure

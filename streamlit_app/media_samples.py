@@ -175,7 +175,7 @@ def landscape(width: int = 320, height: int = 240, seed: int = 11) -> Image.Imag
     y = np.linspace(0.0, 1.0, height)[:, None]
     x = np.linspace(0.0, 1.0, width)[None, :]
     shape = (height, width)
-    channels = [255 * (0.95 - 0.3 * y), 140 + 60 * (1 - y), 90 + 120 * y + 0 * x]
+    channels = [255 * (0.95 - 0.3 * y), 140 + 60 * (1 - y), 90 + 120 * y]
     sky = np.stack([np.broadcast_to(c, shape) for c in channels], axis=2).astype(float)
     hills = y > 0.65 + 0.08 * np.sin(6 * x)
     sky[hills] = (40, 110, 50)

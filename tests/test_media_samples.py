@@ -76,7 +76,7 @@ def test_content_sniffing_names_what_a_file_really_is():
 
 
 def test_all_three_analysers_work_with_the_network_switched_off():
-    """No model, dictionary or profile is fetched at run time (textstat 0.7.9+ would try)."""
+    """No model, dictionary or profile is fetched at run time (textstat 0.7.9+ would try), even from cold threads."""
     script = textwrap.dedent(
         """
         import socket
@@ -87,12 +87,19 @@ def test_all_three_analysers_work_with_the_network_switched_off():
         socket.getaddrinfo = refuse
         from streamlit_app import audio, image, text, media_samples
         clip = dict(media_samples.sample_audio_files())["speech_like.wav"]
-        assert isinstance(audio.analyse_audio("speech_like.wav", clip, {"transcribe": True, "transcribe_seconds": 1})["transcript_preview"], str)
+        row = audio.analyse_audio("speech_like.wav", clip, {"transcribe": True, "transcribe_seconds": 1})
+        assert isinstance(row["transcript_preview"], str)
         picture = dict(media_samples.sample_image_files())["sunset_camera.jpg"]
         assert image.analyse_image("sunset_camera.jpg", picture)["phash"]
-        for name, data in media_samples.sample_text_files():
-            row = text.analyse_text(name, data)
-            assert row["flesch_reading_ease"] is not None, name
+        # Cold process, four threads at once: lazy loads must not be seen half-done.
+        from concurrent.futures import ThreadPoolExecutor
+        files = media_samples.sample_text_files()
+        with ThreadPoolExecutor(4) as pool:
+            rows = list(pool.map(lambda item: text.analyse_text(*item), files))
+        assert all(row["flesch_reading_ease"] is not None for row in rows)
+        languages = {row["name"]: row["language"] for row in rows}
+        assert languages["bibliotheque_fr.txt"] == "fr" and languages["bibliothek_de.txt"] == "de", languages
+        assert languages["biblioteca_es.txt"] == "es" and languages["library_en.txt"] == "en", languages
         print("offline ok")
         """
     )

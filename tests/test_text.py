@@ -112,7 +112,10 @@ def test_whole_text_is_kept_for_similarity_but_can_be_dropped():
     assert text.NON_TABLE_KEYS == ("text",)
 
 
-@pytest.mark.parametrize("name, data, reason", media_samples.broken_files("text"), ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "")
+BROKEN = media_samples.broken_files("text")
+
+
+@pytest.mark.parametrize("name, data, reason", BROKEN, ids=[name for name, _, _ in BROKEN])
 def test_broken_text_fails_with_a_clear_reason(name, data, reason):
     with pytest.raises(BadFileError) as caught:
         text.analyse_text(name, data)

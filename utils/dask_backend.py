@@ -275,18 +275,24 @@ class DaskWorkers:
         with self._lock:
             if key not in self._pending:
                 return
-        status = dask_future.status
         try:
-            if status == "lost":
+            self._translate(key, dask_future)
+        except Exception:  # noqa: BLE001 - never leave the manager waiting on a chunk
+            log.exception("Dask chunk %s: its outcome could not be read", key)
+            self._finish(key, error=BrokenProcessPool("the Dask result could not be read"))
+
+    def _translate(self, key: str, dask_future: Any) -> None:
+        try:
+            if dask_future.status == "lost":
                 raise BrokenProcessPool("the result was lost with its Dask worker")
             value = dask_future.result()
         except CancelledError as exc:
-            reason = getattr(exc, "reason", "")
-            if reason == "scheduler-connection-lost" or self._closed:
+            if getattr(exc, "reason", "") == "scheduler-connection-lost" or self._closed:
                 self._note_death()
-                self._finish(key, error=BrokenProcessPool(f"lost the Dask scheduler at {self.address}: {exc}"))
+                self._finish(key, error=BrokenProcessPool(f"lost the Dask scheduler at {self.address}: "
+                                                          f"{_short(exc)}"))
             else:
-                self._finish(key, error=CancelledError(str(exc)))
+                self._finish(key, error=CancelledError(_short(exc)))
         except BrokenProcessPool as exc:
             self._note_death()
             self._finish(key, error=exc)
@@ -294,7 +300,7 @@ class DaskWorkers:
             if _dead_worker_error(exc):
                 self._note_death()
                 broken = BrokenProcessPool(f"a Dask worker died while running this chunk "
-                                           f"({type(exc).__name__}: {exc})")
+                                           f"({type(exc).__name__}: {_short(exc)})")
                 broken.__cause__ = exc
                 self._finish(key, error=broken)
             else:
@@ -316,7 +322,7 @@ class DaskWorkers:
                 log.warning("restarting Dask workers %s: a chunk timed out on them", ", ".join(stuck))
                 self.client.restart_workers(stuck, raise_for_error=False)
         except Exception as exc:  # noqa: BLE001 - best effort; the chunks are already re-run elsewhere
-            log.warning("could not restart stuck Dask workers: %s", exc)
+            (log.debug if self._closed else log.warning)("could not restart stuck Dask workers: %s", exc)
 
     def _apply_initializer(self, initializer: Callable[[], None] | None) -> None:
         with self._plugin_lock:
@@ -353,7 +359,11 @@ def _fallback(address: str, pool: str, why: str) -> DaskStatus:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """One line, at most 200 characters, and never an error of its own."""
+    try:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+    except Exception:  # noqa: BLE001 - e.g. a KilledWorker whose last worker is unknown
+        text = type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 

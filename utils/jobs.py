@@ -170,14 +170,21 @@ class Job:
 
     # --- reading -----------------------------------------------------------------------------
     def progress(self) -> JobProgress:
+        cached = self.__dict__.get("_final_progress")
+        key = (self.finished, self.done, self.failed, self.status)
+        if cached is not None and cached[0] == key:
+            return cached[1]  # a finished job's progress no longer changes: dashboards re-read it cheaply
         now = self.finished or time.monotonic()
         elapsed = now - (self.started or self.created)
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = None
         if self.total is not None and rate > 0 and self.finished is None:
             eta = (self.total - self.done) / rate
-        return JobProgress(self.id, self.name, self.owner, self.pool, self.status, self.total, self.done,
-                           self.failed, rate, elapsed, eta, self.backend, self.backend_reason, self.chunk_size)
+        progress = JobProgress(self.id, self.name, self.owner, self.pool, self.status, self.total, self.done,
+                               self.failed, rate, elapsed, eta, self.backend, self.backend_reason, self.chunk_size)
+        if self.finished is not None:
+            self._final_progress = (key, progress)
+        return progress
 
     def cancel(self) -> None:
         """Stop handing out items; items not run are marked cancelled, never dropped."""

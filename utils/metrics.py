@@ -83,6 +83,9 @@ class PoolMetrics:
         now_s = int(time.monotonic())
         with self._lock:
             c = self.counters
+            if not c.chunks and not c.cancelled:  # an idle pool: nothing to add up
+                return dict(completed=0, failed=0, retried=0, timed_out=0, cancelled=0, chunks=0,
+                            success_rate=1.0, avg_task_s=0.0, p95_task_s=0.0, items_per_s=0.0)
             finished = c.completed + c.failed
             counts = list(self._histogram)
             recent = sum(n for second, n in self._per_second if now_s - _THROUGHPUT_WINDOW_S <= second < now_s)

@@ -466,14 +466,18 @@ class ThreadingManager:
         return max(1, size)
 
     def _dispatch_chunk_locked(self, pool: Pool, job: Job, chunk: list[tuple[int, Any]] | None = None,
-                               isolated: bool = False) -> bool:
+                               isolated: bool = False, run_here: bool = False) -> InFlight | None:
+        """Hand the job's next chunk to the pool; the record, or None when nothing was handed out.
+
+        With run_here a thread chunk is not queued: the calling worker thread runs it.
+        """
         if chunk is None:
             size = self._chunk_size_locked(pool, job)
             chunk = job.take(size)
         else:
             size = len(chunk)
         if not chunk:
-            return False
+            return None
         now = time.monotonic()
         probe = job.phase == "probe"
         if probe and not job.in_flight and not getattr(job, "probe_sent", 0):
@@ -506,14 +510,16 @@ class ThreadingManager:
                 self._release_slot_locked(record)
                 job.requeued.appendleft(chunk)
                 job.pool = "default" if pool.kind != "thread" else pool.name
-                return False
+                return None
             future.add_done_callback(functools.partial(self._on_process_done, record))
         else:
             record.watch = ChunkWatch()
+            if run_here:
+                return record
             budget = PROBE_BUDGET_S if probe else None
             work = functools.partial(self._run_thread_chunk, record, items, budget)
             self._thread_backend(pool).submit(work)
-        return True
+        return record
 
     def _release_slot_locked(self, record: InFlight) -> None:
         record.job.in_flight -= 1
@@ -525,6 +531,18 @@ class ThreadingManager:
 
     # ------------------------------------------------------------------ completion
     def _run_thread_chunk(self, record: InFlight, items: list, budget: float | None) -> None:
+        while True:
+            if not self._run_thread_chunk_once(record, items, budget):
+                return
+            # Take the next chunk here rather than wake the dispatcher, which would wake a worker:
+            # two thread switches per chunk cost milliseconds on a busy machine.
+            record = self._next_chunk_here(record.pool)
+            if record is None:
+                return
+            items, budget = [item for _, item in record.chunk], None
+
+    def _run_thread_chunk_once(self, record: InFlight, items: list, budget: float | None) -> bool:
+        """Run one chunk; False when it timed out (this thread was abandoned and must stop)."""
         watch = record.watch
         cpu = wall = 0.0
         try:
@@ -533,10 +551,30 @@ class ThreadingManager:
         finally:
             with watch.lock:
                 if watch.abandoned and record not in self._in_flight:
-                    return  # timed out: the manager already accounted for this chunk
+                    return False  # timed out: the manager already accounted for this chunk
                 watch.abandoned = True
                 outcomes = list(watch.outcomes)
             self._complete(record, outcomes, cpu, wall)
+        return True
+
+    def _next_chunk_here(self, pool: Pool) -> InFlight | None:
+        """The chunk the dispatcher would hand this pool next, for the calling worker thread to run now."""
+        finished: Job | None = None
+        with self._wake:
+            if (self._stopping or pool.isolated or pool.in_flight >= pool.capacity() or pool.threads is None
+                    or pool.threads.retiring(threading.current_thread())
+                    or sum(p.in_flight for p in self._pools.values()) >= self.config.max_total_workers
+                    or (pool.in_flight > 0 and not self._memory_ok())):
+                return None
+            job = self._pick_job_locked(pool)
+            if job is None or job.phase != "run" or job.backend != "thread":
+                return None  # probes and process work stay with the dispatcher
+            record = self._dispatch_chunk_locked(pool, job, run_here=True)
+            if record is None and job.is_finished_locked() and not job.finished_flag:
+                finished = job  # its iterator ran dry just now
+        if finished is not None:
+            self._after_complete(finished, [])
+        return record
 
     def _on_process_done(self, record: InFlight, future: Future) -> None:
         try:

@@ -57,6 +57,11 @@ class WorkerThreads:
                 self._to_retire.add(thread)
             self._start_thread()
 
+    def retiring(self, thread: threading.Thread) -> bool:
+        """True for a thread given up on after a timeout: it must stop once its work returns."""
+        with self._lock:
+            return thread in self._to_retire
+
     def alive(self) -> int:
         with self._lock:
             return len(self._threads) - len(self._to_retire)

@@ -39,19 +39,18 @@ _STATE_NAMES = {
 
 
 @functools.lru_cache(maxsize=1)
-def zip_index() -> Mapping[str, dict]:
-    """ZIP → {city, state, names}; built once per process from zipcodes' bundled data (read-only)."""
+def zip_index() -> Mapping[str, tuple[str, str, tuple[str, ...]]]:
+    """ZIP → (city, state, every name USPS knows for it); built once per process, read-only."""
     import zipcodes
 
-    index = {}
-    for entry in zipcodes.list_all():
-        names = {entry["city"], *entry.get("acceptable_cities", []), *entry.get("unacceptable_cities", [])}
-        index[entry["zip_code"]] = MappingProxyType({
-            "city": entry["city"],
-            "state": entry["state"],
-            "names": frozenset(_city_key(name) for name in names if name),
-        })
-    return MappingProxyType(index)
+    return MappingProxyType({
+        entry["zip_code"]: (
+            entry["city"],
+            entry["state"],
+            (entry["city"], *entry.get("acceptable_cities", ()), *entry.get("unacceptable_cities", ())),
+        )
+        for entry in zipcodes.list_all()
+    })
 
 
 def _city_key(city: str) -> str:
@@ -138,10 +137,11 @@ def check_address(record_or_parts: Mapping | str) -> dict:
     known = zip_index().get(zip5)
     if known is None:
         return _result("mismatch", f"ZIP {zip5} is not a known US ZIP code", normalized, **fields)
-    if state.upper() != known["state"]:
-        return _result("mismatch", f"ZIP {zip5} is in {known['state']}, not {state.upper()}", normalized, **fields)
-    if _city_key(city) not in known["names"]:
-        return _result("mismatch", f"ZIP {zip5} is {known['city']}, {known['state']}, not {city_as_typed}", normalized, **fields)
+    known_city, known_state, known_names = known
+    if state.upper() != known_state:
+        return _result("mismatch", f"ZIP {zip5} is in {known_state}, not {state.upper()}", normalized, **fields)
+    if _city_key(city) not in {_city_key(name) for name in known_names}:
+        return _result("mismatch", f"ZIP {zip5} is {known_city}, {known_state}, not {city_as_typed}", normalized, **fields)
     reason = "PO box" if po_box else ""
     return _result("complete", reason, normalized, **fields)
 

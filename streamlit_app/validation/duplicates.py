@@ -72,6 +72,7 @@ _STREET_WORDS = {
     "northwest": "nw", "southeast": "se", "southwest": "sw", "apartment": "apt", "unit": "apt", "suite": "ste",
     "number": "apt", "no": "apt",
 }
+_TITLES_AND_SUFFIXES = frozenset({"mr", "mrs", "ms", "miss", "dr", "prof", "jr", "sr", "ii", "iii", "iv"})
 _ZIP_IN_TEXT = re.compile(r"\b(\d{5})(?:-\d{4})?\s*$")
 
 
@@ -88,7 +89,7 @@ def _fold(text: object) -> str:
 def _names(full: str, first: str, last: str) -> tuple[str, str]:
     """First and last name as letters only; from the full name when the parts are not mapped.
 
-    'Smith, Jane' → jane / smith; 'Jane Q. Smith' → jane / smith; 'Smith' → '' / smith.
+    'Smith, Jane' → jane / smith; 'Dr. Jane Q. Smith Jr.' → jane / smith; 'Smith' → '' / smith.
     """
     first, last = _letters(first), _letters(last)
     if first or last:
@@ -98,7 +99,7 @@ def _names(full: str, first: str, last: str) -> tuple[str, str]:
         surname, _, given = full.partition(",")
         full = f"{given} {surname}"
     tokens = [_letters(t) for t in full.split()]
-    tokens = [t for t in tokens if t]
+    tokens = [t for t in tokens if t and t not in _TITLES_AND_SUFFIXES]
     if not tokens:
         return "", ""
     return (tokens[0], tokens[-1]) if len(tokens) > 1 else ("", tokens[0])
@@ -242,11 +243,11 @@ def candidate_pairs(left: pd.DataFrame, right: pd.DataFrame | None = None, max_b
     for columns in BLOCKING_PASSES.values():
         left_idx, left_keys = _keys(left, columns)
         right_idx, right_keys = (left_idx, left_keys) if right is None else _keys(right, columns)
-        codes, _uniques = pd.factorize(np.concatenate([left_keys, right_keys]))
+        codes, uniques = pd.factorize(np.concatenate([left_keys, right_keys]))
         left_codes, right_codes = codes[:len(left_keys)], codes[len(left_keys):]
-        sizes = np.bincount(left_codes, minlength=len(_uniques))
+        sizes = np.bincount(left_codes, minlength=len(uniques))
         if right is not None:
-            sizes += np.bincount(right_codes, minlength=len(_uniques))
+            sizes += np.bincount(right_codes, minlength=len(uniques))
         usable = sizes <= max_block
         lk = pd.DataFrame({"code": left_codes, "i": left_idx})[usable[left_codes]]
         rk = pd.DataFrame({"code": right_codes, "j": right_idx})[usable[right_codes]]
@@ -395,7 +396,8 @@ def find_duplicates(
 ) -> pd.DataFrame:
     """Scored likely-duplicate pairs, best first.
 
-    left_row is the upload's sheet row; right_row is another sheet row
+    left_row is the upload's sheet row (the 'row' index `read_sheet` sets,
+    else position + 2, as under a header line); right_row is another sheet row
     (source 'upload') or the history record's `id` column, else its row
     (source 'history'). Field scores are 0-100, empty where a record lacks
     the field. `history` columns are recognised by `guess_columns`.
