@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.browser",
     "tests.fixtures.supabase_server",
+    "tests.fixtures.geocode_server",
 ]
 
 STRICT = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -35,12 +35,19 @@ class ChunkWatch:
         self.waited = 0.0  # probe chunks: seconds the thread was runnable but had no CPU (a busy machine)
 
 
+_schedstat = {"ok": True}
+_thread_state = threading.local()  # .waited: this thread's runqueue wait when its last chunk ended
+
+
 def runqueue_wait() -> float | None:
     """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat), or None."""
+    if not _schedstat["ok"]:
+        return None
     try:
         with open("/proc/thread-self/schedstat", "rb") as stat:
             return int(stat.read().split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
+        _schedstat["ok"] = False  # not Linux, or no schedstat: probes go by CPU time alone
         return None
 
 
@@ -112,7 +119,11 @@ def run_chunk_in_thread(fn: Callable, items: Sequence[Any], retries: int, backof
     watch.thread = threading.current_thread()
     # Probe chunks also note time lost to other processes: on a busy machine CPU-bound work gets
     # less CPU than wall time, and must not be mistaken for I/O-bound work.
-    waited0 = runqueue_wait() if time_budget is not None else None
+    # The reading at the end of this thread's previous chunk is the start: reading the file now would
+    # hand the GIL around between all probe threads just as they start, and delay the probe.
+    waited0 = getattr(_thread_state, "waited", None)
+    if waited0 is None and time_budget is not None:
+        waited0 = runqueue_wait()  # a new thread's first chunk is a probe
     cpu0, wall0 = time.thread_time(), time.perf_counter()
     append = watch.outcomes.append
     for item in items:
@@ -128,7 +139,8 @@ def run_chunk_in_thread(fn: Callable, items: Sequence[Any], retries: int, backof
         if time_budget is not None and time.perf_counter() - wall0 >= time_budget:
             break
     cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
-    if waited0 is not None:
-        waited1 = runqueue_wait()
-        watch.waited = max(0.0, waited1 - waited0) if waited1 is not None else 0.0
+    waited1 = runqueue_wait()
+    _thread_state.waited = waited1
+    if time_budget is not None and waited0 is not None and waited1 is not None:
+        watch.waited = max(0.0, waited1 - waited0)
     return cpu, wall
