@@ -55,6 +55,7 @@ def raw_values(env: Mapping[str, str] | None = None, secrets_path: Path | None =
     merged.update(PROFILE_DEFAULTS[profile])
     merged.update(secrets)
     merged.update({k: v for k, v in env.items() if v != ""})
+    merged["SPINDLE_PROFILE"] = profile  # the validated, lower-cased name
     return merged
 
 

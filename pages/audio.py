@@ -12,23 +12,15 @@ job_id = widgets.file_batch_input("audio", "audio", "streamlit_app.audio:analyse
                                   "WAV, FLAC, OGG and MP3", exec_kind="process" if transcribe else "auto")
 widgets.performance_settings_panel("cpu", key="audio_perf")
 
-if job_id is None:
-    st.info("Drop some recordings above, or try the sample files, to see a table of findings here.")
-else:
-    widgets.job_progress(job_id)
-    table = file_jobs.results_frame(services, job_id)
-    if not table.empty:
-        st.subheader("Results")
-        widgets.result_table(table, "spindle-audio", key="audio_results")
-        ok = table[table["status"] == "ok"]
-        if not ok.empty:
-            st.plotly_chart(media_charts.audio_summary_figure(ok), key="audio_summary")
-            name = st.selectbox("Look closer at", ok["file"].tolist(), key="audio_detail")
-            data = file_jobs.stored_file_bytes(services, job_id, name)
-            if data is not None:
-                cols = st.columns(2)
-                cols[0].plotly_chart(media_charts.waveform_figure(data, name), key="audio_wave")
-                cols[1].plotly_chart(media_charts.spectrogram_figure(data, name), key="audio_spec")
-                st.audio(data)
-            if "transcript_preview" in ok.columns:
-                st.caption(audio.TRANSCRIPT_NOTE)
+ok = widgets.file_results("audio", job_id, "Drop some recordings above, or try the sample files, to see a table "
+                          "of findings here.", media_charts.audio_summary_figure)
+if ok is not None and not ok.empty:
+    name = st.selectbox("Look closer at", ok["file"].tolist(), key="audio_detail")
+    data = file_jobs.stored_file_bytes(services, job_id, name)
+    if data is not None:
+        cols = st.columns(2)
+        cols[0].plotly_chart(media_charts.waveform_figure(data, name), key="audio_wave")
+        cols[1].plotly_chart(media_charts.spectrogram_figure(data, name), key="audio_spec")
+        st.audio(data)
+    if "transcript_preview" in ok.columns:
+        st.caption(audio.TRANSCRIPT_NOTE)

@@ -13,22 +13,15 @@ job_id = widgets.file_batch_input("text", "text", "streamlit_app.text:analyse_te
                                   ".txt, .md, .csv, .docx and .pdf")
 widgets.performance_settings_panel("cpu", key="text_perf")
 
-if job_id is None:
-    st.info("Drop some documents above, or try the sample files, to see a table of findings here.")
-else:
-    widgets.job_progress(job_id)
-    table = file_jobs.results_frame(services, job_id)
-    if not table.empty:
-        st.subheader("Results")
-        widgets.result_table(table, "spindle-texts", key="text_results")
-        ok = table[table["status"] == "ok"]
-        if not ok.empty:
-            st.plotly_chart(media_charts.text_summary_figure(ok), key="text_summary")
-            name = st.selectbox("Read a preview", ok["file"].tolist(), key="text_detail")
-            st.text(ok.set_index("file").loc[name].get("preview", ""))  # shown as text, never as HTML
-        st.subheader("Look-alike texts")
-        pairs = file_jobs.near_duplicate_text_pairs(services, job_id)
-        if pairs.empty:
-            st.caption("No two texts are 80 % alike or more (TF-IDF cosine similarity).")
-        else:
-            st.dataframe(pairs, hide_index=True, width="stretch")
+ok = widgets.file_results("text", job_id, "Drop some documents above, or try the sample files, to see a table "
+                          "of findings here.", media_charts.text_summary_figure)
+if ok is not None:
+    if not ok.empty:
+        name = st.selectbox("Read a preview", ok["file"].tolist(), key="text_detail")
+        st.text(ok.set_index("file").loc[name].get("preview", ""))  # shown as text, never as HTML
+    st.subheader("Look-alike texts")
+    pairs = file_jobs.near_duplicate_text_pairs(services, job_id)
+    if pairs.empty:
+        st.caption("No two texts are 80 % alike or more (TF-IDF cosine similarity).")
+    else:
+        st.dataframe(pairs, hide_index=True, width="stretch")

@@ -149,6 +149,26 @@ def file_batch_input(page: str, kind: str, analyser: str, options: dict, samples
     return active_job_id(page, kind)
 
 
+def file_results(page: str, job_id: str | None, empty_text: str,
+                 summary_figure: Callable[[pd.DataFrame], Any]) -> pd.DataFrame | None:
+    """Progress, the results table with downloads and a summary chart; returns the rows that succeeded."""
+    from streamlit_app import file_jobs
+
+    if job_id is None:
+        st.info(empty_text)
+        return None
+    job_progress(job_id)
+    table = file_jobs.results_frame(get_services(), job_id)
+    if table.empty:
+        return None
+    st.subheader("Results")
+    result_table(table, f"spindle-{page}", key=f"{page}_results")
+    ok = table[table["status"] == "ok"]
+    if not ok.empty:
+        st.plotly_chart(summary_figure(ok), key=f"{page}_summary")
+    return ok
+
+
 # ---------------------------------------------------------------- performance settings
 def performance_settings_panel(pool: str, key: str, expanded: bool = False,
                                max_workers: int = 16, chunk_range: tuple[int, int] = (10, 200)) -> None:
