@@ -78,8 +78,9 @@ def run(n: int = 200_000, rounds: int = 3) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    n = int(argv[0]) if argv else 200_000
-    rounds = int(argv[1]) if len(argv) > 1 else 3
+    numbers = [int(arg) for arg in argv if arg.isdigit()]  # `python -m benchmarks bench_dask` passes names too
+    n = numbers[0] if numbers else 200_000
+    rounds = numbers[1] if len(numbers) > 1 else 3
     print(f"{n:,} phone numbers, {WORKERS} workers x 1 thread: local process pool vs local Dask cluster",
           flush=True)
     result = run(n, rounds)

@@ -196,7 +196,7 @@ def bench_phone_numbers(manager, n: int = 200_000, runs: int = 1) -> dict:
     return {"name": "c. 200k phone numbers, auto vs sequential (speed-up)", "value": speedup, "unit": "x",
             "goal": 1.9, "higher_is_better": True, "spindle_s": spindle, "baseline_s": sequential,
             "detail": f"{spindle:.2f} s vs {sequential:.2f} s; backend {job_info.get('backend')}, "
-                      f"chunk {job_info.get('chunk_size')}; machine allows {ceiling:.2f}x now (2 bare processes)",
+                      f"last chunk {job_info.get('chunk_size')}; machine allows {ceiling:.2f}x now (2 bare processes)",
             "ceiling": ceiling,
             "reason": job_info.get("reason", ""),
             "extra": {"name": "c. 200k phone numbers, auto vs joblib loky auto batch", "value": spindle / joblib_s,
@@ -274,7 +274,8 @@ def bench_million_items(manager, n: int = 1_000_000) -> dict:
     return {"name": "e. 1M-item map: max chunks in flight in a pool", "value": max_chunks.get(worst, 0),
             "unit": "chunks", "goal": capacity[worst], "higher_is_better": False, "spindle_s": elapsed,
             "detail": f"in flight/workers: {seen}; largest chunk {max_chunk_size[0]}; peak RSS {peak[0] / 2**20:.0f} MiB "
-                      f"(+{(peak[0] - rss_before) / 2**20:.0f}); {elapsed:.2f} s on {progress.backend}es, {samples[0]} samples",
+                      f"(+{(peak[0] - rss_before) / 2**20:.0f}); {elapsed:.2f} s, backend {progress.backend} "
+                      f"({progress.backend_reason.split(':')[0]}), {samples[0]} samples",
             "peak_rss_mb": peak[0] / 2**20, "rss_growth_mb": (peak[0] - rss_before) / 2**20}
 
 

@@ -257,3 +257,8 @@ def transient_until_third(x: int) -> int:
     if tries <= 2:
         raise TransientError(f"attempt {tries} of item {x} failed")
     return x + 1000
+
+
+def slow_start() -> None:
+    """A worker initializer that takes a while (a model loading, or a very busy machine)."""
+    time.sleep(3.0)

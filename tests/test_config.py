@@ -162,8 +162,6 @@ def test_unknown_profile_warns_and_uses_development_defaults():
     assert config.enable_performance_logging is True  # development's default
 
 
-@pytest.mark.xfail(strict=True, reason="config/settings.py raw_values lets the raw env SPINDLE_PROFILE overwrite "
-                                       "the validated, lower-cased profile (reported; not this suite's file)")
 def test_profile_name_is_the_validated_one():
     with pytest.warns(UserWarning, match="SPINDLE_PROFILE"):
         assert load_settings({"SPINDLE_PROFILE": "staging"}).profile == "development"

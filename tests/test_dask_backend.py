@@ -36,6 +36,7 @@ from utils.task_queue import call_item
 from utils.threading_manager import ThreadingManager
 
 pytestmark = pytest.mark.slow
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def wait_until(condition, timeout: float = 30.0, interval: float = 0.02) -> bool:
@@ -107,6 +108,7 @@ def test_phone_checks_asked_for_processes_go_to_the_cluster(manager):
     job = manager.map(validate_phone_number, numbers, kind="process")
     assert job.result() == [validate_phone_number(n) for n in numbers]
     assert job.progress().pool == "cpu"
+    assert backend_of(manager).chunks_sent > 0
 
 
 def test_media_batch_keeps_order_and_isolates_bad_files(manager):
@@ -156,12 +158,19 @@ def test_an_item_that_kills_its_worker_fails_alone(manager):
 
 def test_a_timed_out_chunk_is_failed_and_its_worker_restarted(manager):
     backend = backend_of(manager)
+    before = set(backend.worker_pids().values())
     items = list(range(20)) + [-2] + list(range(20, 40))
     results = manager.parallel_map(w.square_or_hang, items, pool="cpu", timeout=0.5, chunk_size=1)
     stuck = results[20]
     assert isinstance(stuck, ItemError) and stuck.error_type == "TimeoutError", stuck
     assert results[:20] + results[21:] == [x * x for x in items if x != -2]
     assert backend.rebuilds == 1
+
+    def replaced() -> bool:
+        now = set(backend.worker_pids().values())
+        return len(now) == 2 and len(now & before) == 1  # the stuck worker's process was replaced
+
+    assert wait_until(replaced, timeout=60, interval=0.2)
 
 
 def test_initializer_runs_in_every_worker(manager):
@@ -178,6 +187,7 @@ def test_initializer_runs_in_every_worker(manager):
 def test_cluster_info_resize_and_detach(manager):
     info = cluster_info(manager)
     assert info is not None and info["error"] is None
+    assert info["chunks_sent"] == 0 and info["worker_deaths"] == 0 and info["rebuilds"] == 0
     assert info["workers"] == 2 and info["threads"] == 2
     assert info["status"] == "running" and info["address"].startswith("tcp://127.0.0.1:")
     assert info["memory_limit_bytes"] > 0 and info["memory_used_bytes"] > 0
@@ -211,14 +221,16 @@ def test_unreachable_scheduler_falls_back_to_the_local_pools():
         address = f"tcp://127.0.0.1:{free_port()}"
         status = attach_dask(manager, address, timeout=1.0)
         assert not status.connected
-        assert status.message.startswith(f"cannot reach the Dask scheduler at {address}: ")
+        assert status.message == (f"cannot reach the Dask scheduler at {address}: connection refused; "
+                                  "work runs on the local pools")
         assert status.message.endswith("; work runs on the local pools")
         assert "Traceback" not in status.message and "\n" not in status.message
         assert manager.pool_settings("cpu")["kind"] == "process"
         assert cluster_info(manager) is None
 
         assert attach_from_settings(manager, Settings()) is None  # no address: stay local, say nothing
-        from_settings = attach_from_settings(manager, dataclasses.replace(Settings(), dask_scheduler_address=address))
+        settings = dataclasses.replace(Settings(), dask_scheduler_address=address)
+        from_settings = attach_from_settings(manager, settings, timeout=1.0)
         assert from_settings is not None and not from_settings.connected
 
         numbers = sample_phone_numbers(200)
@@ -283,3 +295,74 @@ def test_dask_outcomes_become_what_the_manager_understands():
     backend.client.status = "closing"
     with pytest.raises(RuntimeError, match="lost the Dask scheduler"):
         backend.submit(w.slow_square, [1])
+
+
+def test_losing_the_scheduler_mid_job_loses_nothing_and_goes_back_to_local_processes():
+    with LocalDaskProcesses(n_workers=1, threads=1) as lonely:
+        manager = ThreadingManager(load_threading_config())
+        try:
+            status = attach_dask(manager, lonely.address, timeout=1.0)  # also how long it tries to reconnect
+            assert status.connected, status.message
+            items = list(range(300))
+            job = manager.map(w.slow_square, items, pool="cpu")
+            assert wait_until(lambda: job.progress().done >= 30)
+            lonely.kill_scheduler()
+            assert job.result() == [x * x for x in items]  # finished on the manager's threads
+            assert job.progress().failed == 0
+
+            def local_again() -> bool:
+                cluster_info(manager)  # notices the client gave up
+                return manager.pool_settings("cpu")["kind"] == "process"
+
+            assert wait_until(local_again, timeout=30, interval=0.1)
+            assert cluster_info(manager) is None
+            job = manager.map(validate_phone_number, sample_phone_numbers(100), kind="process")
+            job.result()
+            assert job.progress().backend == "process"
+            assert isinstance(manager._pools["cpu"].processes, ProcessWorkers)
+        finally:
+            manager.shutdown(wait=False, cancel_futures=True)
+
+
+def test_workers_that_cannot_import_the_project_are_named_and_not_used():
+    with LocalDaskProcesses(n_workers=1, threads=1, project_on_path=False) as wrong:
+        manager = ThreadingManager(load_threading_config())
+        try:
+            status = attach_dask(manager, wrong.address, timeout=5.0)
+            assert not status.connected
+            assert status.message.startswith(f"cannot use the Dask cluster at {wrong.address}: 1 of 1 workers "
+                                             "cannot import Spindle's code (")
+            assert "No module named 'utils'" in status.message
+            assert f"start them with PYTHONPATH={ROOT}" in status.message
+            assert status.message.endswith("; work runs on the local pools")
+            assert manager.pool_settings("cpu")["kind"] == "process"
+        finally:
+            manager.shutdown(wait=False, cancel_futures=True)
+
+
+def test_dashboard_link_only_when_the_scheduler_serves_one():
+    import http.server
+    import threading
+
+    from utils.dask_backend import _dashboard
+
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            self.send_response(200 if self.path == "/status" else 404)
+            self.end_headers()
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        served = types.SimpleNamespace(dashboard_link=f"http://127.0.0.1:{port}/status")
+        missing = types.SimpleNamespace(dashboard_link=f"http://127.0.0.1:{port}/nothing-here")
+        assert _dashboard(served) == served.dashboard_link
+        assert _dashboard(missing) is None
+        assert _dashboard(types.SimpleNamespace(dashboard_link=None)) is None
+    finally:
+        server.shutdown()
+        server.server_close()

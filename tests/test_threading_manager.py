@@ -15,6 +15,7 @@ import pytest
 from config.threading_config import ThreadingConfig, load_threading_config
 from tests import engine_workers as w
 from utils.item_errors import ItemError
+from utils.jobs import Job
 from utils.threading_manager import ThreadingManager
 
 
@@ -110,6 +111,12 @@ def test_transient_errors_are_retried_with_growing_backoff(manager):
     assert manager.metrics()["pools"]["default"]["retried"] == 6
 
 
+def test_transient_errors_are_retried_in_processes(manager):
+    results = manager.parallel_map(w.transient_until_third, [1, 2, 3, 4], kind="process", retries=2, chunk_size=2)
+    assert results == [1001, 1002, 1003, 1004]
+    assert manager.metrics()["pools"]["cpu"]["retried"] == 8
+
+
 def test_transient_error_gives_up_after_retries(manager):
     w.reset_attempts()
     [result] = manager.parallel_map(w.always_transient, [5], kind="thread", retries=2)
@@ -165,6 +172,16 @@ def test_process_timeout_kills_and_replaces_the_worker(make_manager):
     assert not before & set(processes.pids())  # every worker process is a new one
     assert manager.metrics()["pools"]["cpu"]["timed_out"] == 1
     assert manager.parallel_map(w.square, [1, 2, 3], kind="process") == [1, 4, 9]
+
+
+def test_process_timeout_counts_from_when_workers_have_started(make_manager):
+    # Workers that take 3 s to start (longer than timeout x items + the 2 s slack) have not timed out
+    # items they have not begun.
+    manager = make_manager(cpu=2)
+    manager.configure("cpu", initializer=w.slow_start)
+    results = manager.parallel_map(w.square, [1, 2, 3, 4], kind="process", chunk_size=1, timeout=0.2)
+    assert results == [1, 4, 9, 16]
+    assert manager.metrics()["pools"]["cpu"]["timed_out"] == 0
 
 
 @pytest.mark.parametrize("chunk_size", [1, 4])
@@ -301,14 +318,23 @@ def test_submit_task_on_the_process_pool(manager):
     (w.validate_phone, w.phone_samples(30000)),
 ], ids=["pure-python-loop", "phonenumbers"])
 def test_auto_moves_cpu_bound_python_to_processes(manager, fn, items):
-    job = manager.map(fn, items)  # kind="auto"
-    results = job.result(timeout=60)
-    progress = job.progress()
-    assert progress.backend == "process", progress.backend_reason
+    head = [fn(x) for x in items[:50]]  # also loads phonenumbers' metadata, as a running app already has
+    tail = [fn(x) for x in items[-50:]]
+    reasons = []
+    # The probe judges from ~20 ms of measurements; on a machine several times oversubscribed by
+    # other processes one round may be inconclusive (and then stays on threads, the safe choice).
+    # Behaviour asserted: CPU-bound Python is recognised, within three jobs.
+    for _attempt in range(3):
+        job = manager.map(fn, items)  # kind="auto", nothing tuned
+        results = job.result(timeout=60)
+        assert not errors(results)
+        assert results[:50] == head and results[-50:] == tail
+        progress = job.progress()
+        reasons.append(progress.backend_reason)
+        if progress.backend == "process":
+            break
+    assert progress.backend == "process", reasons
     assert "CPU-bound" in progress.backend_reason
-    assert not errors(results)
-    assert results[:50] == [fn(x) for x in items[:50]]
-    assert results[-50:] == [fn(x) for x in items[-50:]]
 
 
 def test_auto_keeps_io_bound_work_on_threads(manager):
@@ -317,6 +343,63 @@ def test_auto_keeps_io_bound_work_on_threads(manager):
     progress = job.progress()
     assert progress.backend == "thread"
     assert "I/O-bound" in progress.backend_reason
+
+
+class _FixedSampler:
+    def __init__(self, busy):
+        self._busy = busy
+
+    def busy(self):
+        return self._busy
+
+    def stop(self):
+        pass
+
+
+def _decided(manager, cpu: float, gil: float | None, span: float = 0.04, rounds_before: int = 0):
+    """Run the backend decision on a synthetic probe round (4 probe chunks, 100 items, 10,000 waiting)."""
+    job = Job(w.cpu_spin, list(range(10_100)), name="probe", owner=None, pool="default", kind="auto",
+              chunk_size=None, max_workers=None, retries=0, timeout=None, on_progress=None, on_chunk=None)
+    job.take(100)
+    job.probe_cpu, job.probe_items, job.probe_target = cpu, 100, 4
+    job.probe_span = [(0.0, span)]
+    job.gil_sampler = _FixedSampler(gil)
+    job.probe_rounds = rounds_before
+    job.probe_time = span * rounds_before
+    job.probe_cpu += cpu * rounds_before
+    with manager._lock:
+        manager._decide_backend_locked(job)
+    return job
+
+
+def test_backend_decision_on_a_busy_machine(make_manager):
+    manager = make_manager(cpu_count=2)
+    # An idle machine: CPU time alone tells.
+    assert _decided(manager, cpu=0.03, gil=None).backend == "process"
+    assert _decided(manager, cpu=0.002, gil=None).backend == "thread"
+    # CPU-bound Python starved by other processes: little CPU, but it held the GIL.
+    starved = _decided(manager, cpu=0.012, gil=0.8)
+    assert starved.backend == "process" and "busy machine" in starved.backend_reason
+    # I/O leaves the GIL free.
+    sleeping = _decided(manager, cpu=0.002, gil=0.02)
+    assert sleeping.backend == "thread" and "I/O-bound" in sleeping.backend_reason
+    # Some CPU, GIL neither free nor busy: probe another round; after the last round, threads.
+    unsure = _decided(manager, cpu=0.012, gil=0.3)
+    assert unsure.phase == "probe" and unsure.backend == "thread" and unsure.backend_reason == "probing"
+    settled = _decided(manager, cpu=0.012, gil=0.3, rounds_before=2)
+    assert settled.phase == "run" and "I/O-bound" in settled.backend_reason
+    # More than 1.5 cores busy on threads: the work releases the GIL.
+    assert "releases the GIL" in _decided(manager, cpu=0.07, gil=0.1).backend_reason
+
+
+def test_gil_sampler_sees_a_free_gil_during_io():
+    from utils.chunk_runner import GilSampler
+
+    sampler = GilSampler()
+    time.sleep(0.1)
+    busy = sampler.busy()
+    sampler.stop()
+    assert busy is None or busy < 0.5  # None where schedstat is missing (not Linux)
 
 
 def test_lambdas_asked_for_processes_run_on_threads(manager):

@@ -24,7 +24,7 @@ Outcome = tuple  # (ok: bool, value: Any, attempts: int, seconds: float)
 class ChunkWatch:
     """Shared between a thread worker and the manager so a stuck item can be timed out."""
 
-    __slots__ = ("lock", "outcomes", "current_started", "abandoned", "thread", "waited")
+    __slots__ = ("lock", "outcomes", "current_started", "abandoned", "thread", "ran")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -32,23 +32,72 @@ class ChunkWatch:
         self.current_started: float | None = None
         self.abandoned = False
         self.thread: threading.Thread | None = None
-        self.waited = 0.0  # probe chunks: seconds the thread was runnable but had no CPU (a busy machine)
+        self.ran: tuple[float, float] | None = None  # monotonic start and end of the run in the thread
 
 
-_schedstat = {"ok": True}
-_thread_state = threading.local()  # .waited: this thread's runqueue wait when its last chunk ended
+def runqueue_wait(thread_id: int | None = None) -> float | None:
+    """Seconds a thread (default: the calling one) has spent runnable but waiting for a CPU, or None.
 
-
-def runqueue_wait() -> float | None:
-    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat), or None."""
-    if not _schedstat["ok"]:
-        return None
+    From Linux schedstat; None elsewhere.
+    """
+    path = f"/proc/self/task/{thread_id}/schedstat" if thread_id else "/proc/thread-self/schedstat"
     try:
-        with open("/proc/thread-self/schedstat", "rb") as stat:
+        with open(path, "rb") as stat:
             return int(stat.read().split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
-        _schedstat["ok"] = False  # not Linux, or no schedstat: probes go by CPU time alone
         return None
+
+
+class GilSampler:
+    """How busy the GIL is while a probe runs, whatever else the machine is doing.
+
+    A helper thread naps 0.5 ms over and over and times each nap. When a nap ends the
+    thread needs the GIL back: while CPU-bound Python holds it, that takes up to the
+    switch interval (5 ms); while threads wait on I/O (or run code that releases the
+    GIL) it is free at once. The time the helper sat runnable without a CPU (other
+    processes) is read from schedstat and taken out, so a busy machine does not look
+    like a busy GIL. Linux only; elsewhere `busy()` is None and the probe goes by CPU
+    time alone. The loop reads no file: each read would hand the GIL around again.
+    """
+
+    NAP_S = 0.0005
+    SLACK_S = 0.0001  # timer slack and the loop itself, per nap
+    MAX_S = 5.0  # a probe stuck on a hanging item must not keep the helper alive
+
+    def __init__(self) -> None:
+        self._stopped = False
+        self._walls: list[float] = []
+        self._thread_id: int | None = None
+        self._waited0: float | None = None
+        self._thread = threading.Thread(target=self._run, name="spindle-gil-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._thread_id = threading.get_native_id()
+        self._waited0 = runqueue_wait()
+        if self._waited0 is None:
+            return
+        clock, nap, walls = time.perf_counter, self.NAP_S, self._walls
+        deadline = clock() + self.MAX_S
+        while not self._stopped and clock() < deadline:
+            started = clock()
+            time.sleep(nap)
+            walls.append(clock() - started)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def busy(self) -> float | None:
+        """The share of the sampled time the GIL was held by others (0..1); None when unknown."""
+        walls, waited0 = list(self._walls), self._waited0
+        if len(walls) < 2 or waited0 is None:
+            return None
+        waited1 = runqueue_wait(self._thread_id)
+        if waited1 is None:
+            return None
+        total = sum(walls)
+        held = total - len(walls) * (self.NAP_S + self.SLACK_S) - max(0.0, waited1 - waited0)
+        return min(1.0, max(0.0, held / total))
 
 
 def _backoff(attempt: int, base: float) -> float:
@@ -117,13 +166,7 @@ def run_chunk_in_thread(fn: Callable, items: Sequence[Any], retries: int, backof
     time budget of a probe chunk is spent; the caller requeues what was not run.
     """
     watch.thread = threading.current_thread()
-    # Probe chunks also note time lost to other processes: on a busy machine CPU-bound work gets
-    # less CPU than wall time, and must not be mistaken for I/O-bound work.
-    # The reading at the end of this thread's previous chunk is the start: reading the file now would
-    # hand the GIL around between all probe threads just as they start, and delay the probe.
-    waited0 = getattr(_thread_state, "waited", None)
-    if waited0 is None and time_budget is not None:
-        waited0 = runqueue_wait()  # a new thread's first chunk is a probe
+    ran0 = time.monotonic()
     cpu0, wall0 = time.thread_time(), time.perf_counter()
     append = watch.outcomes.append
     for item in items:
@@ -139,8 +182,5 @@ def run_chunk_in_thread(fn: Callable, items: Sequence[Any], retries: int, backof
         if time_budget is not None and time.perf_counter() - wall0 >= time_budget:
             break
     cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
-    waited1 = runqueue_wait()
-    _thread_state.waited = waited1
-    if time_budget is not None and waited0 is not None and waited1 is not None:
-        watch.waited = max(0.0, waited1 - waited0)
+    watch.ran = (ran0, time.monotonic())
     return cpu, wall

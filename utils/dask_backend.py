@@ -53,13 +53,10 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFO_TIMEOUT_S = 3.0  # the Performance page must never hang on a slow scheduler
 CLOSE_TIMEOUT_S = 2.0
+RESTART_WAIT_S = 30.0  # a clean shutdown waits this long for stuck workers to be restarted
 # Generations count up from a million so they never match a local ProcessWorkers generation of the
 # same pool (a local chunk still finishing after attach_dask must not fail the cluster's chunks).
 _generations = itertools.count(1_000_000)
-
-
-def _noop() -> int:
-    return 0
 
 
 def _worker_check() -> dict:
@@ -142,6 +139,7 @@ class DaskWorkers:
         self._pending: dict[str, _Pending] = {}
         self._closed = False
         self.generation = next(_generations)
+        self.chunks_sent = 0
         self.rebuilds = 0  # chunks timed out: their workers were restarted
         self.worker_deaths = 0  # chunks that came back from a dead worker (or a lost scheduler)
         self._initializer = initializer
@@ -150,6 +148,11 @@ class DaskWorkers:
         self._plugin_set = False
         self.dashboard_link: str | None = None
         self._restore: tuple[str, int] | None = None  # the pool's local kind and workers, for detach_dask
+        self._restarts: list[threading.Thread] = []  # workers being restarted after a timeout
+        # Called once, in a thread of its own, when the client gave up reconnecting to the
+        # scheduler: attach_dask uses it to give the pool back to local processes.
+        self.on_lost: Callable[[], None] | None = None
+        self._lost_reported = False
         if initializer is not None:
             self.set_initializer(initializer)
 
@@ -161,6 +164,8 @@ class DaskWorkers:
                 raise RuntimeError("the Dask backend is shut down")
             status = getattr(self.client, "status", "running")
             if status != "running":
+                if status in ("closing", "closed", "failed"):
+                    self._lost()
                 raise RuntimeError(f"lost the Dask scheduler at {self.address} (client {status})")
             generation = self.generation
             key = f"{_task_label(args)}-{uuid.uuid4().hex}"
@@ -168,6 +173,7 @@ class DaskWorkers:
             future.set_running_or_notify_cancel()  # only this backend completes it
             dask_future = self.client.submit(fn, *args, key=key, pure=False)
             self._pending[key] = _Pending(future, dask_future, generation)
+            self.chunks_sent += 1
         dask_future.add_done_callback(self._settle)
         return future, generation
 
@@ -215,8 +221,10 @@ class DaskWorkers:
         error = BrokenProcessPool("a chunk on the Dask cluster timed out; its workers are being restarted")
         for pending in doomed:
             self._finish(pending.dask_future.key, error=error)
-        threading.Thread(target=self._stop_stuck, args=([p.dask_future for p in doomed],), daemon=True,
-                         name=f"spindle-dask-restart-{self.name}").start()
+        restart = threading.Thread(target=self._stop_stuck, args=([p.dask_future for p in doomed],), daemon=True,
+                                   name=f"spindle-dask-restart-{self.name}")
+        self._restarts.append(restart)
+        restart.start()
         return True
 
     def pids(self) -> list[int]:
@@ -247,6 +255,9 @@ class DaskWorkers:
                 self._finish(p.dask_future.key, error=CancelledError("the Dask backend was shut down"))
         elif wait and pending:
             wait_futures([p.future for p in pending])
+        if wait and not kill:
+            for restart in self._restarts:  # a stuck worker is only restarted while the client is open
+                restart.join(RESTART_WAIT_S)
         try:
             self.client.close(timeout=CLOSE_TIMEOUT_S)
         except Exception:  # noqa: BLE001
@@ -308,6 +319,13 @@ class DaskWorkers:
         else:
             self._finish(key, value=value)
 
+    def _lost(self) -> None:
+        """The client closed for good (it could not reconnect): tell the owner once."""
+        if self._lost_reported or self.on_lost is None:
+            return
+        self._lost_reported = True
+        threading.Thread(target=self.on_lost, daemon=True, name=f"spindle-dask-lost-{self.name}").start()
+
     def _note_death(self) -> None:
         with self._lock:
             self.worker_deaths += 1
@@ -352,8 +370,9 @@ class DaskStatus:
     dashboard_link: str | None = None
 
 
-def _fallback(address: str, pool: str, why: str) -> DaskStatus:
-    message = f"cannot reach the Dask scheduler at {address}: {why}; work runs on the local pools"
+def _fallback(address: str, pool: str, why: str, reached: bool = False) -> DaskStatus:
+    what = "cannot use the Dask cluster at" if reached else "cannot reach the Dask scheduler at"
+    message = f"{what} {address}: {why}; work runs on the local pools"
     log.warning(message)
     return DaskStatus(address, False, message, pool)
 
@@ -367,6 +386,36 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _tcp_unreachable(address: str, timeout: float) -> str | None:
+    """Why a tcp:// scheduler cannot be reached, in a few words; None when it answers (or is not tcp).
+
+    A plain socket first: a refused port is known at once, without Dask's retries until the timeout.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if "://" not in address:
+        address = f"tcp://{address}"  # Dask's default protocol
+    if not address.startswith("tcp://"):
+        return None
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None  # let Client say what is wrong with the address
+    if not host or not port:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"unknown host {host!r}"
+    except (socket.timeout, TimeoutError):
+        return f"no answer after {timeout:g} s"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+
+
 def _dashboard(client: Any) -> str | None:
     """The dashboard link, only when the scheduler really serves one (bokeh, no --no-dashboard)."""
     try:
@@ -378,7 +427,8 @@ def _dashboard(client: Any) -> str | None:
     try:
         import urllib.request
 
-        with urllib.request.urlopen(link, timeout=1.0) as response:  # noqa: S310 - the scheduler's own URL
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP proxy
+        with opener.open(link, timeout=1.0) as response:
             return link if response.status == 200 else None
     except Exception:  # noqa: BLE001 - 404 without bokeh, or not reachable from here
         return None
@@ -402,6 +452,9 @@ def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 
         from distributed import Client
     except ImportError as exc:
         return _fallback(address, pool, f"the distributed package is not installed ({exc})")
+    unreachable = _tcp_unreachable(address, timeout)
+    if unreachable:
+        return _fallback(address, pool, unreachable)
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except Exception as exc:  # noqa: BLE001 - refused, timed out, bad address: all mean "not here"
@@ -415,8 +468,9 @@ def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 
         broken = {w: r for w, r in checks.items() if isinstance(r, BaseException)}
         if broken:
             worker, exc = next(iter(broken.items()))
+            detail = _short(exc) if type(exc) is Exception else f"{type(exc).__name__}: {_short(exc)}"
             raise RuntimeError(f"{len(broken)} of {len(checks)} workers cannot import Spindle's code "
-                               f"({worker}: {type(exc).__name__}: {_short(exc)}); start them with "
+                               f"({worker}: {detail}); start them with "
                                f"PYTHONPATH={PROJECT_ROOT} in the project's environment")
         info = client.scheduler_info(n_workers=-1)
         threads = sum(w.get("nthreads", 0) for w in info.get("workers", {}).values())
@@ -428,12 +482,13 @@ def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 
             client.close(timeout=CLOSE_TIMEOUT_S)
         except Exception:  # noqa: BLE001
             pass
-        return _fallback(address, pool, _short(exc))
+        return _fallback(address, pool, _short(exc), reached=True)
 
     if _dask_backend(manager, pool) is not None:
         detach_dask(manager, pool)
     backend = DaskWorkers(pool, threads, client, address, getattr(target, "initializer", None))
     backend.dashboard_link = _dashboard(client)
+    backend.on_lost = lambda: _after_loss(manager, pool, backend)
     with manager._lock:
         old = target.processes
         backend._restore = (target.kind, target.workers)
@@ -445,6 +500,15 @@ def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 
                f"{threads} threads")
     log.info(message)
     return DaskStatus(address, True, message, pool, n_workers, threads, backend.dashboard_link)
+
+
+def _after_loss(manager: Any, pool: str, backend: DaskWorkers) -> None:
+    with manager._lock:
+        if manager._get_pool(pool).processes is not backend:
+            return
+    log.warning("lost the Dask scheduler at %s for good; the %r pool runs on local processes again",
+                backend.address, pool)
+    detach_dask(manager, pool, wait=False)
 
 
 def detach_dask(manager: Any, pool: str | None = None, wait: bool = True) -> bool:
@@ -468,12 +532,12 @@ def detach_dask(manager: Any, pool: str | None = None, wait: bool = True) -> boo
     return detached
 
 
-def attach_from_settings(manager: Any, settings: Any) -> DaskStatus | None:
+def attach_from_settings(manager: Any, settings: Any, timeout: float = 5.0) -> DaskStatus | None:
     """`DASK_SCHEDULER_ADDRESS` set: attach the "cpu" pool to that cluster; None when it is empty."""
     address = (getattr(settings, "dask_scheduler_address", "") or "").strip()
     if not address:
         return None
-    return attach_dask(manager, address)
+    return attach_dask(manager, address, timeout=timeout)
 
 
 def cluster_info(manager: Any, pool: str = "cpu") -> dict | None:
@@ -481,8 +545,10 @@ def cluster_info(manager: Any, pool: str = "cpu") -> dict | None:
 
     Keys: address, status, workers, threads, memory_limit_bytes, memory_used_bytes,
     in_flight (chunks sent and not back), max_in_flight (the pool's workers), processing
-    (tasks running or queued on workers, all clients), dashboard_link (or None),
-    worker_deaths, rebuilds, per_worker (rows), error (why the numbers are missing, or None).
+    (tasks running or queued on workers, all clients), dashboard_link (or None), chunks_sent,
+    worker_deaths (chunks back from a dead worker), rebuilds (timed-out chunks), per_worker
+    (address, name, threads, memory_limit_bytes, memory_used_bytes, cpu_percent, processing),
+    error (why the numbers are missing, or None).
     """
     backend = _dask_backend(manager, pool)
     if backend is None:
@@ -492,10 +558,13 @@ def cluster_info(manager: Any, pool: str = "cpu") -> dict | None:
         "address": backend.address, "status": getattr(client, "status", "unknown"), "workers": 0, "threads": 0,
         "memory_limit_bytes": 0, "memory_used_bytes": 0, "in_flight": backend.in_flight(),
         "max_in_flight": manager._get_pool(pool).workers, "processing": 0,
-        "dashboard_link": backend.dashboard_link, "worker_deaths": backend.worker_deaths,
+        "dashboard_link": backend.dashboard_link, "chunks_sent": backend.chunks_sent,
+        "worker_deaths": backend.worker_deaths,
         "rebuilds": backend.rebuilds, "per_worker": [], "error": None,
     }
     if info["status"] != "running":
+        if info["status"] in ("closing", "closed", "failed"):
+            backend._lost()
         info["error"] = f"not connected to the Dask scheduler at {backend.address} (client {info['status']})"
         return info
     try:
@@ -531,7 +600,7 @@ class LocalDaskProcesses:
     """
 
     def __init__(self, n_workers: int = 2, threads: int = 1, allowed_failures: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, project_on_path: bool = True) -> None:
         import sys
         import tempfile
 
@@ -544,8 +613,11 @@ class LocalDaskProcesses:
         self._cli = [dask_cli] if os.path.exists(dask_cli) else [sys.executable, "-m", "dask"]
         self._env = dict(os.environ)
         self._env.update(env or {})
-        self._env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (PROJECT_ROOT, self._env.get("PYTHONPATH", "")) if p)
+        if project_on_path:
+            self._env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (PROJECT_ROOT, self._env.get("PYTHONPATH", "")) if p)
+        else:  # only to show what a worker without the project root says
+            self._env.pop("PYTHONPATH", None)
         if allowed_failures is not None:
             self._env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = str(allowed_failures)
 
@@ -589,7 +661,8 @@ class LocalDaskProcesses:
                 time.sleep(0.05)
         for i in range(self.n_workers):
             self.add_worker(f"worker-{i}")
-        self.wait_for_workers(self.n_workers, max(1.0, deadline - time.monotonic()))
+        if self.n_workers:
+            self.wait_for_workers(self.n_workers, max(1.0, deadline - time.monotonic()))
         return self.address
 
     def add_worker(self, name: str) -> Any:
@@ -603,6 +676,15 @@ class LocalDaskProcesses:
 
         with Client(self.address, timeout=timeout, set_as_default=False) as client:
             client.wait_for_workers(n, timeout=timeout)
+
+    def kill_scheduler(self) -> None:
+        """SIGKILL the scheduler (to try losing it); its workers give up after their death timeout."""
+        import signal
+
+        try:
+            os.killpg(self._processes[0].pid, signal.SIGKILL)
+        except (IndexError, ProcessLookupError):
+            pass
 
     def log(self, name: str) -> str:
         try:

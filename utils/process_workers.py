@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable
 
@@ -29,19 +30,37 @@ class ProcessWorkers:
         self.workers = workers
         self._initializer = initializer
         self._lock = threading.Lock()
+        self._ready_lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._retired: list[ProcessPoolExecutor] = []
         self.generation = 0
         self.rebuilds = 0
+        # generation -> when all its workers had started (None while starting). A chunk's timeout
+        # counts from then: on a busy machine starting workers can take seconds.
+        self._ready: dict[int, float | None] = {}
 
     def _ensure(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_start_context(),
                                                  initializer=self._initializer)
             self.generation += 1
+            generation, starting = self.generation, [self.workers]
+            self._ready[generation] = None
+            self._ready.pop(generation - 8, None)
+
+            def started(_future: Future) -> None:  # in the executor's thread; any outcome counts
+                with self._ready_lock:
+                    starting[0] -= 1
+                    if starting[0] == 0:
+                        self._ready[generation] = time.monotonic()
+
             for _ in range(self.workers):  # start every worker now, so the first real chunk is not slowed
-                self._executor.submit(_noop)
+                self._executor.submit(_noop).add_done_callback(started)
         return self._executor
+
+    def ready_at(self, generation: int) -> float | None:
+        """When every worker of that pool generation had started; None while they are starting."""
+        return self._ready.get(generation, 0.0)
 
     def warm(self) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from config.threading_config import ThreadingConfig, load_threading_config
-from utils.chunk_runner import ChunkWatch, run_chunk_in_process, run_chunk_in_thread
+from utils.chunk_runner import ChunkWatch, GilSampler, run_chunk_in_process, run_chunk_in_thread
 from utils.item_errors import ItemError
 from utils.jobs import Job, JobProgress
 from utils.metrics import PoolMetrics
@@ -32,10 +32,12 @@ from utils.worker_threads import WorkerThreads
 log = logging.getLogger(__name__)
 
 PROBE_BUDGET_S = 0.02  # a probe chunk runs this long before the backend is chosen
-PROBE_MIN_CPU = 0.15  # on a busy machine, the least CPU (cores) a probe must use to count as CPU-bound
+PROBE_UNSURE_CPU = 0.15  # a probe using this much CPU (cores) but less than half a core is inconclusive
+PROBE_MAX_ROUNDS = 3  # inconclusive probes run again, up to this many rounds in all
 TARGET_CHUNK_S = {"thread": 0.1, "process": 0.1}
 MAX_CHUNK = 10_000
 PROCESS_START_SLACK_S = 2.0
+PROCESS_START_LIMIT_S = 60.0  # workers not started by then count as started (so a timeout still applies)
 RETRY_BACKOFF_S = 0.05
 _UNSET: Any = object()
 
@@ -450,7 +452,9 @@ class ThreadingManager:
         waiting = job.waiting_count() if job.total is not None else None
         explicit = job.explicit_chunk_size or pool.chunk_size
         if job.phase == "probe":
-            size = max(1, min(256, math.ceil(waiting / slots) if waiting else 256))
+            # Up to MAX_CHUNK items: the time budget ends a probe chunk, and 256 items of cheap work
+            # (a few µs) measure thread start-up rather than the work.
+            size = max(1, min(MAX_CHUNK, math.ceil(waiting / slots)) if waiting else 256)
             return min(size, explicit) if explicit else size  # an explicit chunk size holds for the probe too
         if explicit:
             return explicit
@@ -462,7 +466,7 @@ class ThreadingManager:
         if waiting:
             # Several chunks per worker balance the load, but never chunks shorter than ~10 ms.
             floor = max(1, int(0.1 * TARGET_CHUNK_S[backend] / max(job.per_item_s, 1e-7)))
-            size = min(size, max(floor, math.ceil(waiting / (slots * 4))))
+            size = min(size, max(floor, math.ceil(waiting / (slots * 2))))
         return max(1, size)
 
     def _dispatch_chunk_locked(self, pool: Pool, job: Job, chunk: list[tuple[int, Any]] | None = None,
@@ -482,6 +486,8 @@ class ThreadingManager:
         probe = job.phase == "probe"
         if probe and not job.in_flight and not getattr(job, "probe_sent", 0):
             job.probe_target = min(self._slots_for(pool, job), pool.capacity() - pool.in_flight) or 1
+            if job.kind == "auto" and self.config.cpu_count >= 2 and getattr(job, "gil_sampler", None) is None:
+                job.gil_sampler = GilSampler()  # stopped when the backend is chosen
         if probe:
             job.probe_sent = getattr(job, "probe_sent", 0) + 1
         if job.started is None:
@@ -686,8 +692,10 @@ class ThreadingManager:
                 job.per_item_s = measured if job.per_item_s is None else 0.5 * job.per_item_s + 0.5 * measured
             if record.probe:
                 job.probe_cpu += cpu
-                job.probe_waited = getattr(job, "probe_waited", 0.0) + (record.watch.waited if record.watch else 0.0)
-                job.probe_span.append((record.started, time.monotonic()))
+                # When the chunk ran in its thread, not when it was queued: waking threads on a busy
+                # machine is not time the work spent (CPU or waiting for a CPU).
+                ran = record.watch.ran if record.watch is not None else None
+                job.probe_span.append(ran or (record.started, time.monotonic()))
                 job.probe_items = getattr(job, "probe_items", 0) + len(durations)
                 if job.in_flight == 0:
                     self._decide_backend_locked(job)
@@ -731,22 +739,35 @@ class ThreadingManager:
         job.phase = "run"
         start = min(s for s, _ in job.probe_span)
         end = max(e for _, e in job.probe_span)
-        span = max(end - start, 1e-6)
+        # Probe rounds add up (a round may be followed by another when the first was inconclusive).
+        job.probe_time = getattr(job, "probe_time", 0.0) + max(end - start, 1e-6)
+        job.probe_span = []
+        job.probe_rounds = getattr(job, "probe_rounds", 0) + 1
+        span = job.probe_time
         ratio = job.probe_cpu / span
-        # On a busy machine CPU-bound work gets less CPU than wall time; the time its threads sat
-        # runnable without a CPU shows it wanted more. Sleeping I/O uses almost no CPU (well under
-        # PROBE_MIN_CPU) however long it waits for a CPU after each wake-up, so it stays on threads.
-        wanted = (job.probe_cpu + getattr(job, "probe_waited", 0.0)) / span
-        cpu_bound = ratio >= 0.5 or (ratio >= PROBE_MIN_CPU and wanted >= 0.5)
+        # On a busy machine CPU-bound Python gets less CPU than wall time and would pass for I/O;
+        # the GIL sampler sees it hold the GIL all the same (sleeping I/O leaves the GIL free).
+        sampler = getattr(job, "gil_sampler", None)
+        gil = sampler.busy() if sampler is not None else None
+        cpu_bound = ratio >= 0.5 or (gil is not None and gil >= 0.5)
         items = max(1, getattr(job, "probe_items", 1))
         cpu_per_item = job.probe_cpu / items
         remaining = job.waiting_count() * cpu_per_item if job.total is not None else float("inf")
         cores = self.config.cpu_count
+        if (job.kind == "auto" and not cpu_bound and ratio >= PROBE_UNSURE_CPU and (gil is None or gil >= 0.15)
+                and job.probe_rounds < PROBE_MAX_ROUNDS and remaining >= 0.25 and cores >= 2 and job.has_ready()):
+            # Some CPU use, but not clearly CPU-bound nor clearly waiting on I/O (a busy machine, a short
+            # round): probe another round, with the GIL sampler still running, before choosing.
+            job.phase, job.probe_sent = "probe", 0
+            return
+        if sampler is not None:
+            sampler.stop()
         if job.kind == "thread":
             job.per_item_s = span / items * min(job.probe_target, items) if job.per_item_s is None else job.per_item_s
             return
         if not cpu_bound:
-            job.backend_reason = f"I/O-bound: CPU busy {ratio:.0%} of the time in the first chunks, so threads"
+            gil_text = f", GIL held {gil:.0%}" if gil is not None else ""
+            job.backend_reason = f"I/O-bound: CPU busy {ratio:.0%} of the time in the first chunks{gil_text}, so threads"
         elif cores < 2:
             job.backend_reason = "one CPU core: processes cannot help, so threads"
         elif ratio >= 1.5:
@@ -760,7 +781,7 @@ class ThreadingManager:
             job.pool = "cpu"
             job.per_item_s = cpu_per_item
             busy = f"{ratio:.1f} cores busy on threads" + (
-                f", {wanted:.1f} wanted on a busy machine" if ratio < 0.5 else "")
+                f", GIL held {gil:.0%} of the time on a busy machine" if ratio < 0.5 and gil is not None else "")
             job.backend_reason = f"CPU-bound Python holds the GIL ({busy}), so processes"
             return
         # Threads: size chunks from the wall time an item took with the probe's concurrency.
@@ -796,8 +817,15 @@ class ThreadingManager:
                 started = record.watch.current_started
                 if started is not None and now - started > timeout:
                     expired.append(record)
-            elif now - record.started > timeout * len(record.chunk) + PROCESS_START_SLACK_S:
-                expired.append(record)
+            else:
+                started = record.started
+                ready_at = getattr(record.pool.processes, "ready_at", None)  # a cluster backend may not say
+                ready = ready_at(record.generation) if ready_at is not None else started
+                if ready is None and now - started < PROCESS_START_LIMIT_S:
+                    continue  # its workers are still starting: the chunk has not begun
+                started = max(started, ready or started)
+                if now - started > timeout * len(record.chunk) + PROCESS_START_SLACK_S:
+                    expired.append(record)
         return expired
 
     def _handle_timeout(self, record: InFlight) -> None:

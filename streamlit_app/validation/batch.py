@@ -16,7 +16,9 @@ threads with the shared rate limiter, cached in the store.
 from __future__ import annotations
 
 import functools
+import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import pandas as pd
@@ -87,6 +89,14 @@ def start_validation(services: Services, owner: str, records: Sequence[dict], op
 
 def _mapping_from_records(records: Sequence[dict]) -> dict[str, str | None]:
     return {role: role if any(str(r.get(role) or "").strip() for r in records) else None for role in ROLES}
+
+
+def warm_workers(services: Services) -> None:
+    """Start the process pool while the person looks at the column mapping (cheap once it runs)."""
+    try:
+        services.manager.warm("cpu")
+    except Exception:  # noqa: BLE001 - a cold pool only makes the first run slower
+        pass
 
 
 def job_info(services: Services, job_id: str) -> dict:
@@ -365,6 +375,12 @@ def history_size(services: Services) -> int:
     return len(services.store.history())
 
 
+def history_version(services: Services) -> int:
+    """The newest history id (0 if none): changes whenever records are added, cheap to read on every rerun."""
+    newest = services.store.history(limit=1)
+    return int(newest[0]["id"]) if newest else 0
+
+
 # --------------------------------------------------------------------------- geocoding (optional second step)
 
 def geocoding_enabled(services: Services) -> bool:
@@ -406,13 +422,33 @@ def _geocode_one(address: str, *, store: Any, client: Any, limiter: Any) -> dict
     return {**result, "cached": False}
 
 
+_limiters: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_limiters_lock = threading.Lock()
+
+
+def geocode_limiter(services: Services):
+    """The one geocoding limiter of this manager, shared by every run and every user.
+
+    Kept here as well because ThreadingManager.rate_limiter compares the
+    limiter's `rate` attribute, which RateLimiter does not have (it exposes
+    `rate_per_s`), so it hands out a new limiter on every call. Once that is
+    fixed this simply returns the manager's own shared limiter.
+    """
+    rate = float(services.settings.geocode_qps)
+    with _limiters_lock:
+        limiter = _limiters.get(services.manager)
+        if limiter is None or limiter.rate_per_s != rate:
+            limiter = _limiters[services.manager] = services.manager.rate_limiter(GEOCODE_LIMITER, rate)
+        return limiter
+
+
 def start_geocoding(services: Services, job_id: str, owner: str | None = None):
     """Geocode the job's addresses on threads with the shared limiter; returns the manager's Job (poll it)."""
     from streamlit_app.validation.geocoding import make_client
 
     settings = services.settings
     client = make_client(settings.google_maps_api_key, settings.google_maps_base_url or None)
-    limiter = services.manager.rate_limiter(GEOCODE_LIMITER, settings.geocode_qps)
+    limiter = geocode_limiter(services)
     fn = functools.partial(_geocode_one, store=services.store, client=client, limiter=limiter)
     return services.manager.map(fn, addresses_to_geocode(services, job_id), kind="thread", pool="default",
                                 owner=owner, name="geocode")

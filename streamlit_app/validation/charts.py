@@ -35,7 +35,7 @@ def summary_figure(results: pd.DataFrame) -> go.Figure:
     labels = _order(overall.index)
     fig.add_trace(go.Pie(labels=labels, values=[int(overall[s]) for s in labels], hole=0.55, sort=False,
                          marker={"colors": [STATUS_COLOURS.get(s, "#607d8b") for s in labels]},
-                         textinfo="value+percent", name="records", showlegend=False), row=1, col=1)
+                         textinfo="label+value", name="records", showlegend=False), row=1, col=1)
     fields = [(key, label) for key, label in FIELDS if f"{key}_status" in results.columns]
     statuses = set()
     for key, _ in fields:
@@ -60,8 +60,8 @@ def problems_figure(results: pd.DataFrame, top: int = 10) -> go.Figure:
         bad = results[~results[status].astype(str).isin(("valid", "complete", "not_checked", ""))]
         for text in bad[reason].astype(str):
             name = f"{label}: {text or 'problem'}"
-            if len(name) > 70:
-                name = name[:67] + "…"
+            if len(name) > 50:
+                name = name[:48] + "…"
             counts[name] = counts.get(name, 0) + 1
     if "status" in results.columns:
         failed = int((results["status"] == "failed").sum())
@@ -71,7 +71,8 @@ def problems_figure(results: pd.DataFrame, top: int = 10) -> go.Figure:
     fig = go.Figure(go.Bar(x=[n for _, n in ranked][::-1], y=[name for name, _ in ranked][::-1], orientation="h",
                            marker_color="#c62828"))
     fig.update_layout(title="Most common problems", height=max(220, 40 + 28 * len(ranked)),
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="records")
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="records",
+                      yaxis={"automargin": True})
     return fig
 
 
