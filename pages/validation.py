@@ -26,14 +26,6 @@ def memo(name: str, key, make):
     return kept[name][1]
 
 
-def excel_of_shown(df):
-    """The results table's Excel download, built only when clicked: writing .xlsx takes ~2 s per 1,000 rows.
-
-    result_table hands what this returns to st.download_button as its data, which may be a callable.
-    """
-    return lambda: export.to_excel_bytes(df)
-
-
 widgets.page_header("Validation", "Check a sheet of people: phone numbers, e-mail addresses and US postal addresses, "
                                   "then find the same person entered twice. Nothing leaves this server unless "
                                   "geocoding is switched on.")
@@ -184,7 +176,7 @@ if (results["status"] != "valid").any():
     charts_row[1].plotly_chart(memo("problems_figure", finished, lambda: charts.problems_figure(results)),
                                key="validation_problems")
 widgets.result_table(memo("safe_results", finished, lambda: export.safe_frame(results)), "spindle-validation",
-                     key="validation_results", filter_column="status", excel=excel_of_shown)
+                     key="validation_results", filter_column="status", excel=export.to_excel_bytes)
 
 # ---------------------------------------------------------------- 4. duplicates
 st.subheader("Possible duplicates")

@@ -16,9 +16,7 @@ threads with the shared rate limiter, cached in the store.
 from __future__ import annotations
 
 import functools
-import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import pandas as pd
@@ -422,24 +420,11 @@ def _geocode_one(address: str, *, store: Any, client: Any, limiter: Any) -> dict
     return {**result, "cached": False}
 
 
-_limiters: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-_limiters_lock = threading.Lock()
 
 
 def geocode_limiter(services: Services):
-    """The one geocoding limiter of this manager, shared by every run and every user.
-
-    Kept here as well because ThreadingManager.rate_limiter compares the
-    limiter's `rate` attribute, which RateLimiter does not have (it exposes
-    `rate_per_s`), so it hands out a new limiter on every call. Once that is
-    fixed this simply returns the manager's own shared limiter.
-    """
-    rate = float(services.settings.geocode_qps)
-    with _limiters_lock:
-        limiter = _limiters.get(services.manager)
-        if limiter is None or limiter.rate_per_s != rate:
-            limiter = _limiters[services.manager] = services.manager.rate_limiter(GEOCODE_LIMITER, rate)
-        return limiter
+    """The one geocoding limiter of this manager, shared by every run and every user."""
+    return services.manager.rate_limiter(GEOCODE_LIMITER, float(services.settings.geocode_qps))
 
 
 def start_geocoding(services: Services, job_id: str, owner: str | None = None):
