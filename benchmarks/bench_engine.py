@@ -168,15 +168,19 @@ def bench_process_per_item(manager, n: int = 200_000, runs: int = 3) -> dict:
                       "higher_is_better": False, "detail": f"{n:,} items in {spindle:.3f} s"}}
 
 
-def bench_phone_numbers(manager, n: int = 200_000, runs: int = 1) -> dict:
-    """(c) phonenumbers validation: kind="auto" with no tuning against sequential and joblib (auto batching)."""
+def bench_phone_numbers(manager, n: int = 200_000, runs: int = 2) -> dict:
+    """(c) phonenumbers validation: kind="auto" with no tuning against sequential and joblib (auto batching).
+
+    The contenders take turns, `runs` rounds, and each keeps its best time: on a shared
+    machine the load drifts, and taking turns gives each the same chances.
+    """
     mod = _own()
     items = mod.phone_numbers(n)
     manager.warm("cpu")
     # Warm: workers import phonenumbers once, as any long-running server's workers already have.
     manager.parallel_map(mod.validate_phone, items[:4000], kind="process")
     _warm_joblib(mod.validate_phone, items[:4000])
-    sequential, expected = best_of(runs, lambda: [mod.validate_phone(x) for x in items])
+    expected = [mod.validate_phone(x) for x in items[:4000]]  # and the main process too
     job_info: dict[str, str] = {}
 
     def spindle_run() -> list:
@@ -187,16 +191,23 @@ def bench_phone_numbers(manager, n: int = 200_000, runs: int = 1) -> dict:
                         chunk_size=str(progress.chunk_size))
         return result
 
-    spindle, result = best_of(runs, spindle_run)
-    assert result == expected
-    joblib_s, result = best_of(runs, lambda: _joblib_parallel(mod.validate_phone, items, "auto"))
-    assert result == expected
+    sequential = spindle = joblib_s = float("inf")
+    ceiling = 0.0
+    for _ in range(runs):
+        seconds, expected = best_of(1, lambda: [mod.validate_phone(x) for x in items])
+        sequential = min(sequential, seconds)
+        seconds, result = best_of(1, spindle_run)
+        assert result == expected
+        spindle = min(spindle, seconds)
+        seconds, result = best_of(1, lambda: _joblib_parallel(mod.validate_phone, items, "auto"))
+        assert result == expected
+        joblib_s = min(joblib_s, seconds)
+        ceiling = max(ceiling, _two_process_ceiling(mod.validate_phone, items[: max(4000, n // 5)]))
     speedup = sequential / spindle
-    ceiling = _two_process_ceiling(mod.validate_phone, items[: max(4000, n // 5)])
     return {"name": "c. 200k phone numbers, auto vs sequential (speed-up)", "value": speedup, "unit": "x",
             "goal": 1.9, "higher_is_better": True, "spindle_s": spindle, "baseline_s": sequential,
             "detail": f"{spindle:.2f} s vs {sequential:.2f} s; backend {job_info.get('backend')}, "
-                      f"last chunk {job_info.get('chunk_size')}; machine allows {ceiling:.2f}x now (2 bare processes)",
+                      f"last chunk {job_info.get('chunk_size')}; 2 bare processes got {ceiling:.2f}x (best of {runs})",
             "ceiling": ceiling,
             "reason": job_info.get("reason", ""),
             "extra": {"name": "c. 200k phone numbers, auto vs joblib loky auto batch", "value": spindle / joblib_s,
@@ -330,7 +341,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         steps: list[Callable[[], dict]] = [
             lambda: bench_thread_overhead(manager, n=20_000 // scale),
             lambda: bench_process_per_item(manager, n=200_000 // scale),
-            lambda: bench_phone_numbers(manager, n=200_000 // scale),
+            lambda: bench_phone_numbers(manager, n=200_000 // scale, runs=1 if args.quick else 2),
             lambda: bench_io_efficiency(manager, runs=1 if args.quick else 3),
             lambda: bench_million_items(manager, n=1_000_000 // scale),
             lambda: bench_metrics_cost(manager),

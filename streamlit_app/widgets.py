@@ -47,7 +47,24 @@ def current_user() -> str:
         user = st.session_state.get("spindle_user") or uuid.uuid4().hex[:12]
         st.query_params["user"] = user
     st.session_state["spindle_user"] = user
+    _session_presence(user)
     return user
+
+
+class _Presence:
+    """This tab's share of the manager: released when the tab closes or reloads."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        get_manager().set_owner_present(owner, True)
+
+    def release(self) -> None:
+        get_manager().set_owner_present(self.owner, False)
+
+
+@st.cache_resource(scope="session", on_release=lambda presence: presence.release(), show_spinner=False)
+def _session_presence(owner: str) -> _Presence:
+    return _Presence(owner)
 
 
 # ---------------------------------------------------------------- progress bridge

@@ -138,3 +138,24 @@ def test_a_killed_server_resumes_without_losing_or_repeating_items(tmp_path):
     assert [r["result"]["square"] for r in rows] == [n * n for n in range(total)]
     assert store.get_job(job_id)["status"] == "completed"
     store.close()
+
+
+def test_a_user_who_closed_their_tab_keeps_one_worker_until_they_return(services):
+    manager = services.manager
+    manager.set_owner_present("ana", True)
+    manager.set_owner_present("ana", True)
+    manager.set_owner_present("ana", False)  # one of two tabs closed: still here
+    job_id = services.queue.submit_batch(FN, items(200), owner="ana", kind="test", params={"delay": 0.02},
+                                         exec_kind="thread", chunk_size=1)
+    deadline = time.monotonic() + 10
+    while manager.user_stats()[0]["running"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert manager.user_stats()[0]["running"] == 2
+    manager.set_owner_present("ana", False)  # the last tab closed
+    time.sleep(0.3)
+    row = manager.user_stats()[0]
+    assert (row["running"], row["limit"], row["present"]) == (1, 1, False)
+    manager.set_owner_present("ana", True)
+    assert manager.user_stats()[0]["limit"] == 2
+    services.queue.cancel(job_id)
+    services.queue.wait(job_id, timeout=30)

@@ -24,6 +24,17 @@ dashboard listens on :8787 (`--dashboard-address 127.0.0.1:8787` keeps it local)
 
 When the scheduler cannot be reached, has no workers, or its workers cannot import the
 project, `attach_dask` leaves the local pools alone and says why in one plain sentence.
+If the scheduler goes away later, chunks in flight are re-run on the manager's threads
+and, once the client gives up reconnecting, the pool goes back to local processes.
+
+Chunks in flight
+----------------
+A client cannot add machines: the cluster is whatever workers joined the scheduler. The
+pool's `workers` is how many chunks the manager keeps on the cluster at once; it starts
+at the cluster's total threads (`attach_dask(..., chunks_per_thread=2)` queues one more
+per thread, hiding the scheduler's round trip of ~10 ms per chunk) and
+`manager.configure(pool, workers=n)` changes it. The manager's MAX_TOTAL_WORKERS and
+MAX_WORKERS_PER_USER still cap chunks in flight, on a cluster as on local processes.
 
 What a dead worker means here
 -----------------------------
@@ -61,12 +72,13 @@ _generations = itertools.count(1_000_000)
 
 def _worker_check() -> dict:
     """Runs on each worker at attach time: can it import the project's code?"""
+    import importlib
     import sys
 
-    import streamlit_app  # noqa: F401 - the import is the check
-    import utils.chunk_runner  # noqa: F401
-
-    return {"python": sys.version.split()[0], "pid": os.getpid()}
+    importlib.import_module("streamlit_app")
+    runner = importlib.import_module("utils.chunk_runner")
+    return {"python": sys.version.split()[0], "pid": os.getpid(),
+            "project": os.path.dirname(os.path.dirname(os.path.abspath(runner.__file__)))}
 
 
 def _worker_pid() -> int:
@@ -439,13 +451,19 @@ def _dask_backend(manager: Any, pool: str) -> DaskWorkers | None:
     return target.processes if isinstance(target.processes, DaskWorkers) else None
 
 
-def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 5.0) -> DaskStatus:
+def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 5.0, *,
+                chunks_per_thread: int = 1) -> DaskStatus:
     """Connect to a Dask scheduler and run `pool`'s process work on its cluster.
 
     On success the pool's kind becomes "dask", its backend a `DaskWorkers` and its
-    `workers` the cluster's total threads. On any failure the local pools are left as
-    they are and the status says why, in one sentence a person can act on.
+    `workers` (chunks in flight) the cluster's total threads times `chunks_per_thread`.
+    With 2, each worker thread has a chunk queued behind the running one, which hides
+    the ~10 ms scheduler round trip per chunk (see benchmarks/bench_dask.py). On any
+    failure the local pools are left as they are and the status says why, in one
+    sentence a person can act on.
     """
+    if chunks_per_thread < 1:
+        raise ValueError(f"chunks_per_thread must be at least 1, not {chunks_per_thread}")
     address = address.strip()
     target = manager._get_pool(pool)  # ValueError for an unknown pool, before any network
     try:
@@ -486,18 +504,19 @@ def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 
 
     if _dask_backend(manager, pool) is not None:
         detach_dask(manager, pool)
-    backend = DaskWorkers(pool, threads, client, address, getattr(target, "initializer", None))
+    in_flight = threads * chunks_per_thread
+    backend = DaskWorkers(pool, in_flight, client, address, getattr(target, "initializer", None))
     backend.dashboard_link = _dashboard(client)
     backend.on_lost = lambda: _after_loss(manager, pool, backend)
     with manager._lock:
         old = target.processes
         backend._restore = (target.kind, target.workers)
-        target.kind, target.processes, target.workers = "dask", backend, threads
+        target.kind, target.processes, target.workers = "dask", backend, in_flight
     if old is not None:
         old.shutdown(wait=False, kill=False)  # idle local workers exit; chunks already running finish
     manager._wake_dispatcher()
     message = (f"running the {pool!r} pool on the Dask cluster at {address}: {n_workers} workers, "
-               f"{threads} threads")
+               f"{threads} threads, up to {in_flight} chunks in flight")
     log.info(message)
     return DaskStatus(address, True, message, pool, n_workers, threads, backend.dashboard_link)
 
@@ -590,24 +609,59 @@ def cluster_info(manager: Any, pool: str = "cpu") -> dict | None:
 
 
 # ---------------------------------------------------------------------- a throwaway local cluster
+def _stop_processes(processes: list) -> None:
+    """SIGTERM each process group (workers first), then SIGKILL what is left; close the logs."""
+    import signal
+    import subprocess
+
+    for process in reversed(processes):
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)  # its own session: the nanny and its worker
+            except ProcessLookupError:
+                pass
+    for process in reversed(processes):
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=5)
+        process.log_file.close()
+    processes.clear()
+
+
 class LocalDaskProcesses:
     """A scheduler and worker processes on 127.0.0.1, started with the `dask` command line.
 
-    For tests, benchmarks and trying the cluster path on one machine: the same commands a
-    person would type (see the module docstring), each worker with its own nanny, the
-    project root on PYTHONPATH, and nothing listening beyond 127.0.0.1. `stop()` (or
-    leaving the `with` block) ends every process it started.
+    For tests and benchmarks: the same commands a person would type (see the module
+    docstring), each worker with its own nanny, the project root on PYTHONPATH, and
+    nothing listening beyond 127.0.0.1. `stop()` (or leaving the `with` block, or this
+    object being collected, or the interpreter exiting) ends every process it started.
+    As a safety net for a parent killed outright, the scheduler exits after
+    `idle_timeout` seconds without tasks and the workers 30 s after losing it.
     """
 
     def __init__(self, n_workers: int = 2, threads: int = 1, allowed_failures: int | None = None,
-                 env: dict[str, str] | None = None, project_on_path: bool = True) -> None:
+                 env: dict[str, str] | None = None, project_on_path: bool = True,
+                 idle_timeout: float | None = 300.0) -> None:
+        import multiprocessing
         import sys
         import tempfile
+        import weakref
 
+        if multiprocessing.parent_process() is not None:
+            # A spawned or forkserver child re-running a script's top level: starting a cluster
+            # here would start one per child. Guard the script with `if __name__ == "__main__":`.
+            raise RuntimeError("LocalDaskProcesses must not start inside a multiprocessing child process")
         self.n_workers = n_workers
         self.threads = threads
+        self.idle_timeout = idle_timeout
         self._dir = tempfile.TemporaryDirectory(prefix="spindle-dask-")
         self._processes: list[Any] = []
+        self._finalizer = weakref.finalize(self, _stop_processes, self._processes)
         self.address = ""
         dask_cli = os.path.join(os.path.dirname(sys.executable), "dask")
         self._cli = [dask_cli] if os.path.exists(dask_cli) else [sys.executable, "-m", "dask"]
@@ -632,27 +686,39 @@ class LocalDaskProcesses:
         import subprocess
 
         log_file = open(os.path.join(self._dir.name, log_name), "wb")  # noqa: SIM115 - closed in stop()
-        process = subprocess.Popen(self._cli + args, env=self._env, stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=self._dir.name, start_new_session=True)
+        try:
+            process = subprocess.Popen(self._cli + args, env=self._env, stdout=log_file, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, cwd=self._dir.name, start_new_session=True)
+        except BaseException:
+            log_file.close()
+            raise
         process.log_file = log_file  # type: ignore[attr-defined]
         self._processes.append(process)
         return process
 
     def start(self, timeout: float = 60.0) -> str:
+        """Start the scheduler and the workers and wait for them; on any failure, stop them all."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> str:
         import json
         import time
 
         scheduler_file = os.path.join(self._dir.name, "scheduler.json")
-        scheduler = self._spawn(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                 "--dashboard-address", "127.0.0.1:0", "--scheduler-file", scheduler_file],
-                                "scheduler.log")
+        args = ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                "--dashboard-address", "127.0.0.1:0", "--scheduler-file", scheduler_file]
+        if self.idle_timeout:
+            args += ["--idle-timeout", f"{self.idle_timeout:g}s"]
+        scheduler = self._spawn(args, "scheduler.log")
         deadline = time.monotonic() + timeout
         while not self.address:
             if scheduler.poll() is not None:
-                self.stop()
                 raise RuntimeError(f"the Dask scheduler exited: {self.log('scheduler.log')[-2000:]}")
             if time.monotonic() > deadline:
-                self.stop()
                 raise RuntimeError("the Dask scheduler did not start in time")
             try:
                 with open(scheduler_file, encoding="utf-8") as handle:
@@ -694,24 +760,5 @@ class LocalDaskProcesses:
             return ""
 
     def stop(self) -> None:
-        import signal
-        import subprocess
-
-        for process in reversed(self._processes):  # workers first, then the scheduler
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)  # its own session: the nanny and its worker
-                except ProcessLookupError:
-                    pass
-        for process in reversed(self._processes):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait(timeout=5)
-            process.log_file.close()
-        self._processes = []
+        _stop_processes(self._processes)
         self._dir.cleanup()

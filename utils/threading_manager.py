@@ -104,6 +104,8 @@ class ThreadingManager:
         self._in_flight: set[InFlight] = set()
         self._owner_in_flight: dict[str, int] = defaultdict(int)
         self._owner_last: dict[str, float] = {}
+        self._away: set[str] = set()
+        self._tabs: dict[str, int] = {}
         self._history: deque[dict] = deque(maxlen=600)
         self._rate_limiters: dict[str, Any] = {}
         self._sampler = SystemSampler()
@@ -254,9 +256,23 @@ class ThreadingManager:
 
         with self._lock:
             limiter = self._rate_limiters.get(name)
-            if limiter is None or getattr(limiter, "rate", None) != rate_per_s:
+            if limiter is None or limiter.rate_per_s != rate_per_s:
                 limiter = self._rate_limiters[name] = RateLimiter(rate_per_s, burst=burst)
             return limiter
+
+    def set_owner_present(self, owner: str, present: bool) -> None:
+        """Called when a user's tab opens or closes: their jobs go on either way, their share changes.
+
+        Counts tabs, so closing one of two tabs keeps the user present.
+        """
+        with self._wake:
+            tabs = self._tabs.get(owner, 0) + (1 if present else -1)
+            self._tabs[owner] = max(0, tabs)
+            if tabs > 0:
+                self._away.discard(owner)
+            else:
+                self._away.add(owner)
+            self._wake.notify()
 
     def user_stats(self) -> list[dict]:
         """Per-user running chunks, waiting items and limit (the fair-share table)."""
@@ -266,7 +282,8 @@ class ThreadingManager:
                 if job.owner is None:
                     continue
                 row = rows.setdefault(job.owner, {"user": job.owner, "jobs": 0, "running": 0, "queued_items": 0,
-                                                  "limit": self.config.max_workers_per_user})
+                                                  "limit": self._owner_limit(job.owner),
+                                                  "present": job.owner not in self._away})
                 row["jobs"] += 1
                 row["running"] += job.in_flight
                 row["queued_items"] += job.waiting_count()
@@ -431,7 +448,7 @@ class ThreadingManager:
                 continue
             if job.max_workers is not None and job.in_flight >= job.max_workers:
                 continue
-            if job.owner is not None and self._owner_in_flight[job.owner] >= self.config.max_workers_per_user:
+            if job.owner is not None and self._owner_in_flight[job.owner] >= self._owner_limit(job.owner):
                 continue
             running = self._owner_in_flight[job.owner] if job.owner is not None else 0
             key = (running, self._owner_last.get(job.owner, 0.0) if job.owner else 0.0, job.created)
@@ -444,8 +461,12 @@ class ThreadingManager:
         if job.max_workers is not None:
             slots = min(slots, job.max_workers)
         if job.owner is not None:
-            slots = min(slots, self.config.max_workers_per_user)
+            slots = min(slots, self._owner_limit(job.owner))
         return max(1, slots)
+
+    def _owner_limit(self, owner: str) -> int:
+        """A user with no open tab keeps one worker, so the people who are here go first."""
+        return 1 if owner in self._away else self.config.max_workers_per_user
 
     def _chunk_size_locked(self, pool: Pool, job: Job) -> int:
         slots = self._slots_for(pool, job)
