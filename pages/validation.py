@@ -175,7 +175,7 @@ charts_row[0].plotly_chart(memo("summary_figure", finished, lambda: charts.summa
 if (results["status"] != "valid").any():
     charts_row[1].plotly_chart(memo("problems_figure", finished, lambda: charts.problems_figure(results)),
                                key="validation_problems")
-widgets.result_table(memo("safe_results", finished, lambda: export.safe_frame(results)), "spindle-validation",
+widgets.result_table(results, "spindle-validation",
                      key="validation_results", filter_column="status", excel=export.to_excel_bytes)
 
 # ---------------------------------------------------------------- 4. duplicates

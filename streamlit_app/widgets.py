@@ -13,6 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 import streamlit as st
 
+from streamlit_app.validation.export import to_csv_bytes
 from utils.services import Services, open_services
 from utils.task_queue import AsyncTaskQueue
 from utils.threading_manager import ThreadingManager
@@ -230,8 +231,8 @@ def result_table(df: pd.DataFrame, file_stem: str, key: str, filter_column: str 
     st.dataframe(shown, width="stretch", hide_index=True)
     st.caption(f"{len(shown):,} of {len(df):,} rows")
     buttons = st.columns(3)
-    buttons[0].download_button("Download CSV", shown.to_csv(index=False).encode("utf-8"),
-                               f"{file_stem}.csv", "text/csv", key=f"{key}_csv", icon=":material/download:")
+    buttons[0].download_button("Download CSV", lambda: to_csv_bytes(shown), f"{file_stem}.csv", "text/csv",
+                               key=f"{key}_csv", icon=":material/download:")  # formula-safe cells
     buttons[1].download_button("Download JSON", json.dumps(shown.to_dict(orient="records"), default=str,
                                                            indent=1).encode("utf-8"),
                                f"{file_stem}.json", "application/json", key=f"{key}_json")
