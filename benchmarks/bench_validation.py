@@ -164,8 +164,8 @@ def bench_geocoding(rate: float = 50.0, requests: int = 250, threads: int = 8) -
     return figures
 
 
-def main(argv: list[str]) -> None:
-    which = argv[1:] or ["geocoding", "duplicates"]
+def main(argv: list[str] | None = None) -> None:
+    which = (sys.argv[1:] if argv is None else argv) or ["geocoding", "duplicates"]
     if "threshold" in which:
         for drop in ((), ("dob",), ("email",), ("dob", "email")):
             print("columns dropped:", drop or "none")
@@ -178,4 +178,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    main()

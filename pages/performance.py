@@ -79,6 +79,15 @@ def history_chart() -> None:
 live_metrics()
 history_chart()
 
+
+@st.fragment(run_every="5s")
+def cluster() -> None:
+    widgets.cluster_panel()
+
+
+st.subheader("Where CPU-bound work runs")
+cluster()
+
 st.subheader("Settings")
 pool = st.selectbox("Pool", manager.pool_names(), key="perf_pool")
 widgets.performance_settings_panel(pool, key="perf_settings", expanded=True)

@@ -264,6 +264,35 @@ def _ensure_navigation() -> None:
             st.rerun()
 
 
+def cluster_panel() -> None:
+    """Where the cpu pool's chunks run: this machine, or a Dask cluster (with its figures)."""
+    from utils.dask_backend import cluster_info
+
+    services = get_services()
+    status = services.dask
+    if status is None:
+        st.caption("CPU-bound chunks run in this machine's process pool. Set DASK_SCHEDULER_ADDRESS to send "
+                   "them to a Dask cluster instead (see the README).")
+        return
+    if not status.connected:
+        st.warning(status.message, icon=":material/cloud_off:")
+        return
+    info = cluster_info(services.manager)
+    if info is None or info.get("error"):
+        st.warning((info or {}).get("error") or "The Dask cluster is gone; work runs on the local pools.")
+        return
+    cols = st.columns(4)
+    cols[0].metric("Cluster workers", info["workers"])
+    cols[1].metric("Threads", info["threads"])
+    cols[2].metric("Memory used", f"{(info['memory_used_bytes'] or 0) / 2**30:.1f} / "
+                                  f"{(info['memory_limit_bytes'] or 0) / 2**30:.1f} GiB")
+    cols[3].metric("Chunks in flight", f"{info['in_flight']} / {info['max_in_flight']}")
+    if info.get("dashboard_link"):
+        st.link_button("Open the Dask dashboard", info["dashboard_link"], icon=":material/open_in_new:")
+    st.caption(f"Cluster at {info['address']}. On a cluster the cpu pool's Workers slider sets how many chunks "
+               "Spindle keeps in flight there (it cannot add machines); chunk size works as on local pools.")
+
+
 def coming_soon(what: str) -> None:
     st.info(f"{what} is coming: its issue has not landed yet. The Performance page works today.",
             icon=":material/construction:")

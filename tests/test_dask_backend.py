@@ -83,6 +83,17 @@ def test_attach_makes_the_cpu_pool_a_dask_pool(manager, cluster):
     assert manager.pool_settings("default")["kind"] == "thread"
     assert cluster_info(manager, "default") is None
 
+    other = ThreadingManager(load_threading_config())
+    try:
+        with pytest.raises(ValueError):
+            attach_dask(other, cluster.address, chunks_per_thread=0)
+        status = attach_dask(other, cluster.address, chunks_per_thread=2)
+        assert status.connected and status.workers == 2 and status.threads == 2
+        assert other.pool_settings("cpu")["workers"] == 4  # a chunk queued behind each running one
+        assert "up to 4 chunks in flight" in status.message
+    finally:
+        other.shutdown(wait=False, cancel_futures=True)
+
 
 def test_validation_batch_runs_on_the_cluster_in_order(manager):
     df = sample_sheet(120)

@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 PROBE_BUDGET_S = 0.02  # a probe chunk runs this long before the backend is chosen
 PROBE_UNSURE_CPU = 0.15  # a probe using this much CPU (cores) but less than half a core is inconclusive
 PROBE_MAX_ROUNDS = 3  # inconclusive probes run again, up to this many rounds in all
-TARGET_CHUNK_S = {"thread": 0.1, "process": 0.1}
+# Seconds of work a chunk should hold: enough to pay for its hand-off (a Dask task costs ~15 ms).
+TARGET_CHUNK_S = {"thread": 0.1, "process": 0.1, "dask": 0.4}
+BACKEND_WORDS = {"thread": "threads", "process": "local processes", "dask": "a Dask cluster"}
 MAX_CHUNK = 10_000
 PROCESS_START_SLACK_S = 2.0
 PROCESS_START_LIMIT_S = 60.0  # workers not started by then count as started (so a timeout still applies)
@@ -131,7 +133,7 @@ class ThreadingManager:
         target = self._get_pool(pool_name)
         reason = ""
         if target.kind != "thread" and kind in ("auto", "thread"):
-            kind, reason = target.kind, f"pool {pool_name!r} runs {target.kind}es"
+            kind, reason = target.kind, f"pool {pool_name!r} runs on {BACKEND_WORDS.get(target.kind, target.kind)}"
         if kind == "process" and target.kind == "thread":
             pool_name, target = "cpu", self._get_pool("cpu")
         if kind == "process" and not _picklable(fn):
@@ -481,7 +483,7 @@ class ThreadingManager:
             return explicit
         if job.per_item_s is None:
             return 8
-        backend = "process" if job.backend in ("process", "dask") else "thread"
+        backend = "thread" if job.backend not in ("process", "dask") else ("dask" if pool.kind == "dask" else "process")
         size = int(TARGET_CHUNK_S[backend] / max(job.per_item_s, 1e-7))
         size = max(1, min(MAX_CHUNK, size))
         if waiting:
@@ -526,6 +528,7 @@ class ThreadingManager:
         self._in_flight.add(record)
         items = [item for _, item in chunk]
         if job.backend in ("process", "dask"):
+            job.backend = "dask" if pool.kind == "dask" else "process"  # say where it really ran
             backend = self._process_backend(pool)
             try:
                 future, record.generation = backend.submit(run_chunk_in_process, job.fn, items, job.retries,
