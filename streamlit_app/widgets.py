@@ -293,11 +293,6 @@ def cluster_panel() -> None:
                "Spindle keeps in flight there (it cannot add machines); chunk size works as on local pools.")
 
 
-def coming_soon(what: str) -> None:
-    st.info(f"{what} is coming: its issue has not landed yet. The Performance page works today.",
-            icon=":material/construction:")
-
-
 def sidebar() -> None:
     services = get_services()
     user = current_user()

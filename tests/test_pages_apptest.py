@@ -68,3 +68,28 @@ def test_sample_files_give_a_row_per_file(app, page, broken_reason):
 def test_analytics_says_what_to_do_when_nothing_ran(app):
     app.switch_page("pages/analytics.py").run()
     assert any("Nothing processed yet" in info.value for info in app.info)
+
+
+def _threaded_operation_script():
+    import streamlit as st
+
+    from streamlit_app import widgets
+
+    def answer() -> int:
+        return 6 * 7
+
+    def broken() -> int:
+        raise ValueError("the sheet has no phone column")
+
+    st.write(f"result={widgets.streamlit_threaded_operation(answer, 'Thinking…', 'Answered.')}")
+    st.write(f"failed={widgets.streamlit_threaded_operation(broken, 'Trying…', 'Never shown.')}")
+
+
+def test_threaded_operation_shows_the_result_or_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPINDLE_DATA_DIR", str(tmp_path))
+    at = AppTest.from_function(_threaded_operation_script, default_timeout=60).run()
+    assert not at.exception
+    texts = [m.value for m in at.markdown]
+    assert "result=42" in texts and "failed=None" in texts
+    assert [s.value for s in at.success] == ["Answered."]
+    assert at.error[0].value == "ValueError: the sheet has no phone column"
