@@ -181,11 +181,10 @@ class AsyncTaskQueue:
         status.pop("params", None)
         if job is not None:
             progress = job.progress()
-            base = record["total"] - progress.total if progress.total is not None else 0
-            status.update(status="running", done=base + progress.done if base >= 0 else progress.done,
+            finished_before = record["total"] - (progress.total or 0)  # items done before a resume
+            status.update(status="running", done=max(record.get("done") or 0, finished_before + progress.done),
                           rate=progress.rate, eta=progress.eta, backend_used=progress.backend,
                           backend_reason=progress.backend_reason)
-            status["done"] = max(status["done"], record.get("done") or 0)
         status["fraction"] = (status["done"] / status["total"]) if status["total"] else 1.0
         return status
 
