@@ -5,6 +5,7 @@ function a test sends to the threading manager lives here, at module level.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -141,6 +142,8 @@ def hang_on_minus_one_long(x: float) -> float:
 def kill_self_on_minus_one(x: int) -> int:
     """Item -1 kills its own worker process, as the OOM killer would."""
     if x == -1:
+        if multiprocessing.parent_process() is None:  # never take the test runner down with it
+            raise RuntimeError("the killer item ran in the test runner, not in a worker process")
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.002)
     return x * 2
