@@ -70,24 +70,11 @@ def test_analytics_says_what_to_do_when_nothing_ran(app):
     assert any("Nothing processed yet" in info.value for info in app.info)
 
 
-def _threaded_operation_script():
-    import streamlit as st
-
-    from streamlit_app import widgets
-
-    def answer() -> int:
-        return 6 * 7
-
-    def broken() -> int:
-        raise ValueError("the sheet has no phone column")
-
-    st.write(f"result={widgets.streamlit_threaded_operation(answer, 'Thinking…', 'Answered.')}")
-    st.write(f"failed={widgets.streamlit_threaded_operation(broken, 'Trying…', 'Never shown.')}")
-
-
 def test_threaded_operation_shows_the_result_or_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SPINDLE_DATA_DIR", str(tmp_path))
-    at = AppTest.from_function(_threaded_operation_script, default_timeout=60).run()
+    # A script file, not AppTest.from_function: worker processes started later re-import __main__,
+    # and a generated script cannot be re-imported.
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "threaded_operation_app.py"), default_timeout=60).run()
     assert not at.exception
     texts = [m.value for m in at.markdown]
     assert "result=42" in texts and "failed=None" in texts
