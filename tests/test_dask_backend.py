@@ -12,7 +12,6 @@ import functools
 import os
 import signal
 import socket
-import time
 import types
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
@@ -34,18 +33,11 @@ from utils.item_errors import ItemError
 from utils.process_workers import ProcessWorkers
 from utils.task_queue import call_item
 from utils.threading_manager import ThreadingManager
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def wait_until(condition, timeout: float = 30.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from tests import engine_workers as w
 from utils.item_errors import ItemError
 from utils.jobs import Job
 from utils.threading_manager import ThreadingManager
+from tests.waiting import wait_until
 
 
 def small_config(default: int = 4, cpu: int = 2, upload: int = 2, **fields) -> ThreadingConfig:
@@ -47,14 +48,6 @@ def make_manager():
 def manager(make_manager) -> ThreadingManager:
     return make_manager()
 
-
-def wait_until(condition, timeout: float = 15.0, interval: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def errors(results: list) -> dict[int, ItemError]:
