@@ -5,7 +5,9 @@ import importlib
 import sys
 
 MODULES = ["benchmarks.bench_engine", "benchmarks.bench_store", "benchmarks.bench_queue", "benchmarks.bench_validation",
-           "benchmarks.bench_media", "benchmarks.bench_dask", "benchmarks.bench_browser"]
+           "benchmarks.bench_linkage",
+           "benchmarks.bench_media", "benchmarks.bench_dask", "benchmarks.bench_browser", "benchmarks.bench_intake",
+           "benchmarks.bench_quality"]
 
 
 def main() -> int:

@@ -30,7 +30,8 @@ if str(ROOT) not in sys.path:
 from config.threading_config import load_threading_config  # noqa: E402
 from streamlit_app.performance import validate_phone_number  # noqa: E402
 from streamlit_app.validation.sample_data import sample_phone_numbers  # noqa: E402
-from utils.dask_backend import LocalDaskProcesses, attach_dask  # noqa: E402
+from tests.dask_cluster import LocalDaskProcesses  # noqa: E402
+from utils.dask_backend import attach_dask  # noqa: E402
 from utils.threading_manager import ThreadingManager  # noqa: E402
 
 GOAL = 1.2

@@ -15,8 +15,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -128,8 +129,8 @@ def bench_thread_overhead(manager, n: int = 20_000, runs: int = 3) -> dict:
     items = list(range(n))
     workers = manager.pool_settings("default")["workers"]
     expected = [x + 1 for x in items]
-    manager.parallel_map(mod.trivial, items[:1000], kind="thread")  # threads started
-    spindle, result = best_of(runs, lambda: manager.parallel_map(mod.trivial, items, kind="thread"))
+    manager.parallel_map(mod.trivial, items[:1000], backend="thread")  # threads started
+    spindle, result = best_of(runs, lambda: manager.parallel_map(mod.trivial, items, backend="thread"))
     assert result == expected
 
     def raw() -> list:
@@ -150,22 +151,23 @@ def bench_process_per_item(manager, n: int = 200_000, runs: int = 3) -> dict:
     items = list(range(n))
     expected = [x * x + 1 for x in items]
     manager.warm("cpu")
-    manager.parallel_map(mod.cheap, items[:20_000], kind="process")
+    manager.parallel_map(mod.cheap, items[:20_000], backend="process")
     _warm_joblib(mod.cheap, items[:20_000])
-    spindle, result = best_of(runs, lambda: manager.parallel_map(mod.cheap, items, kind="process"))
+    spindle, result = best_of(runs, lambda: manager.parallel_map(mod.cheap, items, backend="process"))
     assert result == expected
     joblib_s, result = best_of(runs, lambda: _joblib_parallel(mod.cheap, items))
     assert result == expected
     per_item_us = spindle / n * 1e6
     return {"name": "b. 200k cheap items, process path vs joblib loky", "spindle_s": spindle, "baseline_s": joblib_s,
             "value": spindle / joblib_s, "unit": "x", "goal": 1.0, "higher_is_better": False,
-            "per_item_us": per_item_us, "detail": f"{per_item_us:.2f} µs/item vs joblib {joblib_s / n * 1e6:.2f} µs/item",
+            "per_item_us": per_item_us,
+            "detail": f"{per_item_us:.2f} µs/item vs joblib {joblib_s / n * 1e6:.2f} µs/item",
             "extra": {"name": "b. process path cost per item", "value": per_item_us, "unit": "µs", "goal": 2.0,
                       "higher_is_better": False, "detail": f"{n:,} items in {spindle:.3f} s"}}
 
 
 def bench_phone_numbers(manager, n: int = 200_000, runs: int = 2) -> dict:
-    """(c) phonenumbers validation: kind="auto" with no tuning against sequential and joblib (auto batching).
+    """(c) phonenumbers validation: backend="auto" with no tuning against sequential and joblib (auto batching).
 
     The contenders take turns, `runs` rounds, and each keeps its best time: on a shared
     machine the load drifts, and taking turns gives each the same chances.
@@ -174,13 +176,13 @@ def bench_phone_numbers(manager, n: int = 200_000, runs: int = 2) -> dict:
     items = mod.phone_numbers(n)
     manager.warm("cpu")
     # Warm: workers import phonenumbers once, as any long-running server's workers already have.
-    manager.parallel_map(mod.validate_phone, items[:4000], kind="process")
+    manager.parallel_map(mod.validate_phone, items[:4000], backend="process")
     _warm_joblib(mod.validate_phone, items[:4000])
     expected = [mod.validate_phone(x) for x in items[:4000]]  # and the main process too
     job_info: dict[str, str] = {}
 
     def spindle_run() -> list:
-        job = manager.map(mod.validate_phone, items)  # kind="auto", no chunk size, no workers
+        job = manager.map(mod.validate_phone, items)  # backend="auto", no chunk size, no workers
         result = job.result()
         progress = job.progress()
         job_info.update(backend=progress.backend, reason=progress.backend_reason,
@@ -217,7 +219,7 @@ def bench_io_efficiency(manager, n: int = 400, call_s: float = 0.02, workers: in
     before = manager.pool_settings("default")["workers"]
     manager.configure("default", workers=workers)
     try:
-        manager.parallel_map(mod.io_call, list(range(workers)), kind="thread", chunk_size=1)  # threads started
+        manager.parallel_map(mod.io_call, list(range(workers)), backend="thread", chunk_size=1)  # threads started
         elapsed, result = best_of(runs, lambda: manager.parallel_map(mod.io_call, list(range(n))))
         assert result == list(range(n))
     finally:
@@ -238,6 +240,76 @@ def bench_io_efficiency(manager, n: int = 400, call_s: float = 0.02, workers: in
                       f"{ideal / (-(-n // workers) * call_s) * 100:.1f} %", "raw_efficiency": ideal / raw_s * 100}
 
 
+def _raw_executor_s(n: int, workers: int, runs: int) -> float:
+    """Best time of a bare ThreadPoolExecutor(workers) over n waits, its threads started beforehand."""
+    mod = _own()
+    with ThreadPoolExecutor(max_workers=workers) as executor:
+        list(executor.map(mod.io_call, range(workers)))
+        raw_s, _ = best_of(runs, lambda: list(executor.map(mod.io_call, range(n))))
+    return raw_s
+
+
+def bench_waits_against_executor(n: int = 400, workers: int = 32, runs: int = 3) -> list[dict]:
+    """(g, h) 400 x 20 ms waits: parallel_map(max_workers=32), and untuned, against ThreadPoolExecutor(32).
+
+    Both Spindle figures use a fresh manager per run with its configured pool sizes (the default
+    pool starts at min(32, 4 x cores) threads), so the untuned one has learned nothing beforehand:
+    its concurrency has to grow from the base size while the batch runs.
+    """
+    mod = _own()
+    raw_s = _raw_executor_s(n, workers, runs)
+    timings: dict[str, float] = {}
+    levels: dict[str, str] = {}
+    for label, max_workers in (("tuned", workers), ("untuned", None)):
+        best = float("inf")
+        for _ in range(runs):
+            manager = _manager()
+            try:
+                started = time.perf_counter()
+                result = manager.parallel_map(mod.io_call, list(range(n)), max_workers=max_workers)
+                best = min(best, time.perf_counter() - started)
+                assert result == list(range(n))
+                pool = manager.metrics()["pools"]["default"]
+                levels[label] = f"{pool['workers']} → {pool['concurrency']} threads ({pool['concurrency_reason']})"
+            finally:
+                manager.shutdown(wait=False, cancel_futures=True)
+        timings[label] = best
+    rows = []
+    for label, goal, name in (("tuned", 97.0, "g. 400 x 20 ms waits, max_workers=32 vs ThreadPoolExecutor(32)"),
+                              ("untuned", 90.0, "h. 400 x 20 ms waits, untuned vs ThreadPoolExecutor(32)")):
+        rows.append({"name": name, "value": raw_s / timings[label] * 100, "unit": "%", "goal": goal,
+                     "higher_is_better": True, "spindle_s": timings[label], "baseline_s": raw_s,
+                     "detail": f"{timings[label] * 1e3:.0f} ms vs {raw_s * 1e3:.0f} ms (best of {runs}, fresh manager "
+                               f"each run); default pool {levels[label]}"})
+    return rows
+
+
+def bench_two_users(n: int = 400, runs: int = 3) -> dict:
+    """(i) Two users each map 400 waits at once: each one's share of the items finished while both ran."""
+    mod = _own()
+    worst_share, detail = 1.0, ""
+    for _ in range(runs):
+        manager = _manager()
+        try:
+            started = time.perf_counter()
+            jobs = [manager.map(mod.io_call, list(range(n)), owner=user) for user in ("ann", "bob")]
+            while not any(job.finished_flag for job in jobs):
+                time.sleep(0.001)
+            done = [job.progress().done for job in jobs]  # when the first of the two finished
+            for job in jobs:
+                job.result()
+            elapsed = time.perf_counter() - started
+            share = min(done) / max(1, sum(done))
+            if share <= worst_share:
+                worst_share = share
+                detail = (f"items done when the first finished: ann {done[0]}, bob {done[1]}; both finished in "
+                          f"{elapsed * 1e3:.0f} ms ({2 * n / elapsed:.0f} items/s); worst of {runs} runs")
+        finally:
+            manager.shutdown(wait=False, cancel_futures=True)
+    return {"name": "i. two users x 400 waits at once: smaller share", "value": worst_share * 100, "unit": "%",
+            "goal": 45.0, "higher_is_better": True, "detail": detail}
+
+
 def bench_million_items(manager, n: int = 1_000_000) -> dict:
     """(e) A million-item map: peak memory and the in-flight window stay bounded."""
     mod = _own()
@@ -248,17 +320,18 @@ def bench_million_items(manager, n: int = 1_000_000) -> dict:
     max_chunk_size = [0]
     samples = [0]
     done = threading.Event()
-    capacity = {name: manager.pool_settings(name)["workers"] for name in manager.pool_names()}
+    # A thread pool may grow past its base size while waiting work gains from it, never past MAX_TOTAL_WORKERS.
+    capacity = {name: max(manager.pool_settings(name)["workers"], manager.config.max_total_workers)
+                if manager.pool_settings(name)["backend"] == "thread" else manager.pool_settings(name)["workers"]
+                for name in manager.pool_names()}
 
     def sample() -> None:
         while not done.is_set():
             peak[0] = max(peak[0], process.memory_info().rss)
-            with manager._lock:  # a direct look at the dispatcher's books: chunks handed out, not finished
-                in_flight = list(manager._in_flight)
             per_pool: dict[str, int] = {}
-            for record in in_flight:
-                per_pool[record.pool.name] = per_pool.get(record.pool.name, 0) + 1
-                max_chunk_size[0] = max(max_chunk_size[0], len(record.chunk))
+            for pool_name, size in manager.chunks_in_flight():  # chunks handed out, not finished
+                per_pool[pool_name] = per_pool.get(pool_name, 0) + 1
+                max_chunk_size[0] = max(max_chunk_size[0], size)
             for name, count in per_pool.items():
                 max_chunks[name] = max(max_chunks.get(name, 0), count)
             samples[0] += 1
@@ -280,7 +353,8 @@ def bench_million_items(manager, n: int = 1_000_000) -> dict:
     seen = ", ".join(f"{name} {count}/{capacity[name]}" for name, count in sorted(max_chunks.items()))
     return {"name": "e. 1M-item map: max chunks in flight in a pool", "value": max_chunks.get(worst, 0),
             "unit": "chunks", "goal": capacity[worst], "higher_is_better": False, "spindle_s": elapsed,
-            "detail": f"in flight/workers: {seen}; largest chunk {max_chunk_size[0]}; peak RSS {peak[0] / 2**20:.0f} MiB "
+            "detail": f"in flight/workers: {seen}; largest chunk {max_chunk_size[0]}; "
+                      f"peak RSS {peak[0] / 2**20:.0f} MiB "
                       f"(+{(peak[0] - rss_before) / 2**20:.0f}); {elapsed:.2f} s, backend {progress.backend} "
                       f"({progress.backend_reason.split(':')[0]}), {samples[0]} samples",
             "peak_rss_mb": peak[0] / 2**20, "rss_growth_mb": (peak[0] - rss_before) / 2**20}
@@ -319,7 +393,8 @@ def format_table(results: list[dict]) -> str:
     lines = [f"{'benchmark':58} {'measured':>12} {'goal':>12}  result  detail", "-" * 130]
     for row in rows:
         sign = ">=" if row["higher_is_better"] else "<="
-        value = f"{row['value']:.2f} {row['unit']}" if isinstance(row["value"], float) else f"{row['value']} {row['unit']}"
+        number = f"{row['value']:.2f}" if isinstance(row["value"], float) else f"{row['value']}"
+        value = f"{number} {row['unit']}"
         goal = f"{sign} {row['goal']:g} {row['unit'] if row['unit'] != 'chunks' else ''}".rstrip()
         lines.append(f"{row['name']:58} {value:>12} {goal:>12}  {verdict(row):6}  {row.get('detail', '')}")
     return "\n".join(lines)
@@ -341,9 +416,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             lambda: bench_io_efficiency(manager, runs=1 if args.quick else 3),
             lambda: bench_million_items(manager, n=1_000_000 // scale),
             lambda: bench_metrics_cost(manager),
+            lambda: bench_waits_against_executor(runs=1 if args.quick else 3),
+            lambda: bench_two_users(runs=1 if args.quick else 3),
         ]
         for step in steps:
-            results.append(step())
+            produced = step()
+            results.extend(produced if isinstance(produced, list) else [produced])
             print(f"  done: {results[-1]['name']}", file=sys.stderr, flush=True)
     finally:
         manager.shutdown(wait=False, cancel_futures=True)

@@ -11,7 +11,8 @@ import io
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -99,14 +100,14 @@ def text_items(n: int = 200) -> Bench:
         if kind == 7:
             sentences = [sentence.strip() for sentence in body.split(".") if sentence.strip()]
             rows = "\n".join(f'{r},"{sentence}.",{r % 5}' for r, sentence in enumerate(sentences))
-            items.append((f"doc_{i:03d}.csv", f"id,comment,score\n{rows}\n".encode("utf-8"), {}))
+            items.append((f"doc_{i:03d}.csv", f"id,comment,score\n{rows}\n".encode(), {}))
         elif kind == 8:
             items.append((f"doc_{i:03d}.docx", media_samples.make_docx(f"Document {i}", body.split(". ")), {}))
         elif kind == 9:
             ascii_lines = [line.encode("ascii", "replace").decode() for line in body.split(". ")]
             items.append((f"doc_{i:03d}.pdf", media_samples.make_pdf([ascii_lines[:12], ascii_lines[12:24] or ["end"]]), {}))
         elif kind == 6:
-            items.append((f"doc_{i:03d}.md", f"# Note {i}\n\n{body}\n".encode("utf-8"), {}))
+            items.append((f"doc_{i:03d}.md", f"# Note {i}\n\n{body}\n".encode(), {}))
         else:
             items.append((f"doc_{i:03d}.txt", body.encode("utf-8"), {}))
     return items, text.analyse_text_item
@@ -168,9 +169,67 @@ def _parallel(items: list[Item], fn: Callable[[Any], dict], workers: int, warm: 
         manager.shutdown(wait=True, cancel_futures=True)
 
 
+# ---------------------------------------------------------------- hostile-file guard cost (issue 10)
+# The decode_guard names each analyser module calls: timed where they are called, during real analysis.
+GUARDED_CALLS: dict[str, tuple[str, ...]] = {
+    "audio": ("check_audio",),
+    "image": ("check_image", "declared_frames", "image_pixel_bytes"),
+    "text": ("check_zip", "check_text_chars", "text_char_bound", "check_pdf_pages"),
+}
+GUARD_GOAL = 0.02
+
+
+def guard_cost(name: str) -> dict[str, float]:
+    """Seconds inside the decode guards vs the whole sequential analysis of the page's 200 ordinary files."""
+    module = {"audio": audio, "image": image, "text": text}[name]
+    spent = [0.0]
+    originals = {attr: getattr(module, attr) for attr in GUARDED_CALLS[name]}
+
+    def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - started
+        return wrapper
+
+    items, fn = BENCHES[name]()
+    WARM_UPS[name]()
+    fn(items[0])
+    try:
+        for attr, original in originals.items():
+            setattr(module, attr, timed(original))
+        started = time.perf_counter()
+        for item in items:
+            fn(item)
+        total = time.perf_counter() - started
+    finally:
+        for attr, original in originals.items():
+            setattr(module, attr, original)
+    return {"files": len(items), "total_s": total, "guard_s": spent[0], "share": spent[0] / total}
+
+
+def print_guard_costs(names: list[str]) -> None:
+    guard = total = 0.0
+    for name in names:
+        cost = guard_cost(name)
+        guard, total = guard + cost["guard_s"], total + cost["total_s"]
+        print(f"guard  {name:6s} {cost['files']} ordinary files: analysis {cost['total_s']:.2f} s, in the decode "
+              f"guards {cost['guard_s'] * 1000:.1f} ms = {cost['share']:.3%} (goal <= {GUARD_GOAL:.0%})", flush=True)
+    share = guard / total if total else 0.0
+    verdict = "meets" if share <= GUARD_GOAL else "MISSES"
+    print(f"guard  all    {share:.3%} of analysis time is spent checking decoded sizes: {verdict} the "
+          f"<= {GUARD_GOAL:.0%} goal", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Print sequential per-file costs for each page, then thread vs process wall times on the manager."""
+    """Print sequential per-file costs for each page, then thread vs process wall times on the manager,
+    then the hostile-file guard's share of the analysis (`guard` alone runs only that)."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["guard"]:
+        print_guard_costs(["audio", "image", "text"])
+        return
     wanted = [name for name in argv if name in BENCHES] or list(BENCHES)
     sequential_only = "--sequential" in argv
     for name in wanted:
@@ -193,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"({stats['total_s'] / times['process']:.2f}x)",
                 flush=True,
             )
+    print_guard_costs([name for name in wanted if name in GUARDED_CALLS])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Validation benchmarks: duplicate finding (speed, memory, precision/recall) and geocoding rate.
+"""Validation benchmarks: geocoding rate and the threshold table of duplicate finding.
 
 Run: python -m benchmarks.bench_validation [duplicates|geocoding|threshold]
 Figures vary ±30 % on the shared 2-core machine; ratios (achieved/configured
@@ -40,9 +40,9 @@ def precision_recall(pairs, truth: set[tuple[int, int]], threshold: float,
 
 
 def threshold_table(n: int = 5000, seeds: tuple[int, ...] = (7, 8, 9),
-                    thresholds: tuple[float, ...] = (65, 70, 75, 78, 80, 85, 90),
+                    thresholds: tuple[float, ...] = (50, 80, 90, 95, 99, 99.9),
                     drop: tuple[str, ...] = ()) -> dict:
-    """Mean precision/recall per threshold over seeded labelled sets (how DEFAULT_THRESHOLD was chosen)."""
+    """Mean precision/recall per threshold (match probability, %) over seeded labelled sets."""
     from streamlit_app.validation.duplicates import find_duplicates
     from streamlit_app.validation.sample_data import labelled_duplicate_set
 
@@ -78,58 +78,13 @@ class _PeakSampler:
             self.peak = max(self.peak, process.memory_info().rss)
             self._stop.wait(0.05)
 
-    def __enter__(self) -> "_PeakSampler":
+    def __enter__(self) -> _PeakSampler:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def bench_duplicates(small_n: int = 5000, big_n: int = 100_000) -> dict:
-    """Scoring time for small_n records; big_n uploads vs big_n history: time, peak RSS, precision/recall."""
-    import psutil
-
-    from streamlit_app.validation.duplicates import DEFAULT_THRESHOLD, find_duplicates
-    from streamlit_app.validation.sample_data import labelled_duplicate_set
-
-    figures: dict = {"threshold": DEFAULT_THRESHOLD}
-    df, truth = labelled_duplicate_set(small_n, 0.1, 7)
-    start = time.perf_counter()
-    pairs = find_duplicates(df)
-    figures["small_n"] = small_n
-    figures["small_seconds"] = round(time.perf_counter() - start, 2)
-    figures["small_precision"], figures["small_recall"] = (round(x, 4) for x in precision_recall(pairs, truth, DEFAULT_THRESHOLD))
-    print(f"duplicates {small_n:,} records: {figures['small_seconds']} s, precision {figures['small_precision']}, "
-          f"recall {figures['small_recall']} at threshold {DEFAULT_THRESHOLD}")
-
-    everything, truth = labelled_duplicate_set(2 * big_n, 0.1, 3)
-    upload = everything.iloc[:big_n]
-    history = everything.iloc[big_n:].reset_index().rename(columns={"row": "id"})
-    last_upload_row = int(upload.index[-1])
-    relevant = {pair for pair in truth if pair[0] <= last_upload_row}  # at least one side in the upload
-    rss_before = psutil.Process().memory_info().rss
-    with _PeakSampler() as sampler:
-        start = time.perf_counter()
-        pairs = find_duplicates(upload, history)
-        seconds = time.perf_counter() - start
-    precision, recall = precision_recall(pairs, truth, DEFAULT_THRESHOLD, relevant)
-    figures.update({
-        "big_n": big_n,
-        "big_seconds": round(seconds, 1),
-        "big_pairs_found": len(pairs),
-        "big_rss_before_mb": round(rss_before / 2**20),
-        "big_peak_rss_mb": round(max(sampler.peak, rss_before) / 2**20),
-        "big_peak_extra_mb": round((max(sampler.peak, rss_before) - rss_before) / 2**20),
-        "process_peak_rss_mb": round(_peak_rss_mb()),
-        "big_precision": round(precision, 4),
-        "big_recall": round(recall, 4),
-    })
-    print(f"duplicates {big_n:,} vs {big_n:,} history: {figures['big_seconds']} s (budget 60 s, ratio "
-          f"{seconds / 60:.2f}), peak RSS {figures['big_peak_rss_mb']} MB (budget 1024 MB; data alone "
-          f"{figures['big_rss_before_mb']} MB), precision {figures['big_precision']}, recall {figures['big_recall']}")
-    return figures
 
 
 def bench_geocoding(rate: float = 50.0, requests: int = 250, threads: int = 8) -> dict:
@@ -165,7 +120,8 @@ def bench_geocoding(rate: float = 50.0, requests: int = 250, threads: int = 8) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    which = (sys.argv[1:] if argv is None else argv) or ["geocoding", "duplicates"]
+    # duplicate finding (FEBRL, speed, memory) is benchmarks/bench_linkage.py; "duplicates" here is its speed part
+    which = (sys.argv[1:] if argv is None else argv) or ["geocoding"]
     if "threshold" in which:
         for drop in ((), ("dob",), ("email",), ("dob", "email")):
             print("columns dropped:", drop or "none")
@@ -174,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     if "geocoding" in which:
         bench_geocoding()
     if "duplicates" in which:
-        bench_duplicates()
+        from benchmarks.bench_linkage import bench_speed
+
+        bench_speed()
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import tomllib
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("development", "production", "cloud")
@@ -125,6 +126,34 @@ class Settings:
     max_workers_per_user: int = 4
     max_total_workers: int = 32
     default_region: str = "US"
+    # Trust (issue 9): admins by e-mail when sign-in is on; the token that unlocks retuning without sign-in.
+    admins: tuple[str, ...] = ()
+    admin_token: str = ""
+    # Queue intake (issue 14), the owner's names: no URL means the intake is off.
+    rabbitmq_url: str = ""
+    voice_processing_queue: str = "voice_processing"
+    rabbitmq_prefetch_count: int = 0  # 0: follow the intake pool's worker count live
+    # Durable queue (issues 9 and 10): job leases between servers, the save buffer, whose history duplicates see.
+    lease_seconds: float = 30.0
+    save_buffer_rows: int = 20000
+    shared_history: bool = False
+    # Hostile input (issue 10): sizes checked before anything is decoded or stored. Defaults keep one item
+    # under max_memory_per_task_mb; see load_settings for how each follows from it.
+    max_memory_per_task_mb: int = 512
+    max_decoded_mb: int = 128
+    max_image_pixels: int = 44_739_242
+    max_image_frames: int = 1000
+    max_audio_channels: int = 32
+    max_zip_part_mb: int = 64
+    max_zip_ratio: int = 100
+    max_zip_entries: int = 10_000
+    max_text_chars: int = 33_554_432
+    max_pdf_pages: int = 5000
+    max_batch_mb: int = 1024
+    max_sheet_mb: int = 50
+    max_sheet_rows: int = 250_000
+    max_sheet_columns: int = 500
+    max_sheet_cells: int = 2_500_000
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -151,6 +180,41 @@ def load_settings(env: Mapping[str, str] | None = None, secrets_path: Path | Non
         max_files_per_upload=parse_int(values, "MAX_FILES_PER_UPLOAD", 1000, minimum=1),
         max_workers_per_user=parse_int(values, "MAX_WORKERS_PER_USER", 4, minimum=1),
         max_total_workers=parse_int(values, "MAX_TOTAL_WORKERS", 32, minimum=1),
+        rabbitmq_url=values.get("RABBITMQ_URL", ""),
+        voice_processing_queue=values.get("VOICE_PROCESSING_QUEUE", "voice_processing"),
+        rabbitmq_prefetch_count=parse_int(values, "RABBITMQ_PREFETCH_COUNT", 0, minimum=0, maximum=65535),
         default_region=values.get("DEFAULT_PHONE_REGION", "US").upper(),
+        admins=tuple(sorted({a.strip().lower() for a in values.get("SPINDLE_ADMINS", "").split(",") if a.strip()})),
+        admin_token=values.get("SPINDLE_ADMIN_TOKEN", ""),
+        lease_seconds=parse_float(values, "SPINDLE_LEASE_SECONDS", 30.0, minimum=0.5),
+        save_buffer_rows=parse_int(values, "SPINDLE_SAVE_BUFFER_ROWS", 20000, minimum=1),
+        shared_history=parse_bool(values, "SPINDLE_SHARED_HISTORY", False),
+        **_hostile_input_limits(values),
         extra=values,
     )
+
+
+# ---------------------------------------------------------------- hostile input limits (issue 10)
+def _hostile_input_limits(values: Mapping[str, str]) -> dict[str, int]:
+    """Decode and upload limits. Analysis holds about four working copies of what it decodes (8-bit RGB,
+    grey, float32 samples, their mono mix), so a decoded payload of a quarter of MAX_MEMORY_PER_TASK_MB
+    keeps one item under it; 8-bit RGB pixels (3 bytes each) follow from that, text from 16 bytes a character."""
+    memory = parse_int(values, "MAX_MEMORY_PER_TASK_MB", 512, minimum=16)
+    decoded = parse_int(values, "MAX_DECODED_MB", max(1, memory // 4), minimum=1)
+    return {
+        "max_memory_per_task_mb": memory,
+        "max_decoded_mb": decoded,
+        "max_image_pixels": parse_int(values, "MAX_IMAGE_PIXELS", decoded * 1024 * 1024 // 3, minimum=1),
+        "max_image_frames": parse_int(values, "MAX_IMAGE_FRAMES", 1000, minimum=1),
+        "max_audio_channels": parse_int(values, "MAX_AUDIO_CHANNELS", 32, minimum=1),
+        "max_zip_part_mb": parse_int(values, "MAX_ZIP_PART_MB", max(1, memory // 8), minimum=1),
+        "max_zip_ratio": parse_int(values, "MAX_ZIP_RATIO", 100, minimum=2),
+        "max_zip_entries": parse_int(values, "MAX_ZIP_ENTRIES", 10_000, minimum=1),
+        "max_text_chars": parse_int(values, "MAX_TEXT_CHARS", memory * 1024 * 1024 // 16, minimum=1),
+        "max_pdf_pages": parse_int(values, "MAX_PDF_PAGES", 5000, minimum=1),
+        "max_batch_mb": parse_int(values, "MAX_BATCH_MB", 1024, minimum=1),
+        "max_sheet_mb": parse_int(values, "MAX_SHEET_MB", 50, minimum=1),
+        "max_sheet_rows": parse_int(values, "MAX_SHEET_ROWS", 250_000, minimum=1),
+        "max_sheet_columns": parse_int(values, "MAX_SHEET_COLUMNS", 500, minimum=1),
+        "max_sheet_cells": parse_int(values, "MAX_SHEET_CELLS", 2_500_000, minimum=1),
+    }

@@ -5,21 +5,21 @@ import streamlit as st
 
 from streamlit_app import analytics, widgets
 
-widgets.page_header("Analytics", "Everything Spindle has processed: items per day, failures and their reasons, "
-                                 "processing times and throughput, from the store.")
-services = widgets.get_services()
+door = widgets.door()
+who = widgets.current_identity()
+widgets.page_header("Analytics", ("Everything Spindle has processed" if who.is_admin else "Everything you have processed")
+                    + ": items per day, failures and their reasons, processing times and throughput, from the store.")
 cols = st.columns(2)
 since = cols[0].date_input("Since", value=dt.date.today() - dt.timedelta(days=30))
 kinds = cols[1].multiselect("Pages", list(analytics.PAGE_KINDS), default=list(analytics.PAGE_KINDS))
 
 
 @st.cache_data(show_spinner="Building charts…", max_entries=8)
-def charts(version: tuple, since: dt.date, kinds: tuple[str, ...]):
-    activity = analytics.load_activity(services.store, since, kinds)
-    return analytics.summary(activity), analytics.build_figures(activity, services.manager), activity.empty
+def charts(owner: str, version: tuple, since: dt.date, kinds: tuple[str, ...]):
+    return door.analytics(who, since, kinds)  # the owner is in the cache key: nobody is served another's charts
 
 
-numbers, figures, empty = charts(analytics.data_version(services.store), since, tuple(kinds))
+numbers, figures, empty = charts(f"{who.owner_id}:{who.is_admin}", door.analytics_version(who), since, tuple(kinds))
 if empty:
     st.info("Nothing processed yet. Run a batch on the Validation, Audio, Image or Text page, or a benchmark on "
             "the Performance page, and its figures appear here.")

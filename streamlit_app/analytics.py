@@ -6,8 +6,9 @@ by `data_version`, so they are redrawn only when the store changes.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.express as px
@@ -31,18 +32,18 @@ class Activity:
         return self.jobs.empty and self.runs.empty
 
 
-def data_version(store: Any) -> tuple:
+def data_version(store: Any, owner: str | None = None) -> tuple:
     """Changes whenever a job is added or moves on, or a run is recorded: the charts' cache key."""
-    latest = store.list_jobs(limit=1)
+    latest = store.list_jobs(owner=owner, limit=1)
     runs = store.runs(limit=1)
     head = latest[0] if latest else {}
     return (head.get("id"), head.get("status"), head.get("done"), runs[0].get("id") if runs else None)
 
 
 def load_activity(store: Any, since: dt.date | None = None, kinds: Sequence[str] | None = None,
-                  job_limit: int = 500, sample_per_job: int = 500) -> Activity:
-    """Jobs, failure reasons, item times and benchmark runs, filtered by date and page."""
-    jobs = pd.DataFrame(store.list_jobs(limit=job_limit))
+                  job_limit: int = 500, sample_per_job: int = 500, owner: str | None = None) -> Activity:
+    """Jobs, failure reasons, item times and benchmark runs, filtered by date and page (and owner, if given)."""
+    jobs = pd.DataFrame(store.list_jobs(owner=owner, limit=job_limit))
     if not jobs.empty:
         jobs = jobs[jobs["kind"].isin(kinds or PAGE_KINDS)]
         jobs["created"] = pd.to_datetime(jobs["created_at"], unit="s")
@@ -139,11 +140,11 @@ FIGURES: dict[str, Callable[[Activity], go.Figure]] = {
 }
 
 
-def build_figures(activity: Activity, manager: Any) -> dict[str, go.Figure]:
-    """Every chart at once on the analytics pool; a chart that fails shows why instead."""
+def build_figures(activity: Activity, manager: Any, owner: str | None = None) -> dict[str, go.Figure]:
+    """Every chart at once on the analytics pool (on `owner`'s share); a chart that fails shows why instead."""
     names = list(FIGURES)
     built = manager.parallel_map(lambda name: FIGURES[name](activity), names, kind="thread", pool="analytics",
-                                 chunk_size=1)
+                                 chunk_size=1, owner=owner)
     return {name: (figure if not isinstance(figure, ItemError) else _empty(name, f"Chart failed: {figure.message}"))
             for name, figure in zip(names, built)}
 

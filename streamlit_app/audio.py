@@ -7,7 +7,9 @@ model, a rough offline preview, never a transcript of record.
 """
 from __future__ import annotations
 
+import base64
 import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from streamlit_app.media_errors import (
     check_not_empty,
     describe_content,
 )
+from utils.decode_guard import LimitExceeded, check_audio
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 # What each extension promises, in describe_content's words.
@@ -37,11 +40,22 @@ _AUDIO_CONTENT = set(_EXPECTED_CONTENT.values())
 
 # Longer files are measured on their first five minutes (duration still reports the whole file):
 # a worker holds roughly 16 bytes per sample and channel while measuring, ~420 MB for 5 min of 44.1 kHz stereo.
+# The float32 samples decoded are also capped by MAX_DECODED_MB (utils.decode_guard.check_audio): hi-res
+# recordings are measured on as much of their start as fits, and analysed_s says how much.
 DEFAULT_MAX_SECONDS = 300.0
 DEFAULT_TRANSCRIBE_SECONDS = 30.0  # pocketsphinx runs ~0.3x real time: keep previews short
 SILENCE_DBFS = -50.0
 CLIP_LEVEL = 0.999
 LUFS_BLOCK_SECONDS = 0.4  # pyloudnorm's gating block: shorter clips have no loudness
+# Chart previews are computed in the worker from the samples it already decoded, so a page never decodes again.
+PREVIEW_SECONDS = 120.0  # charts look at the first two minutes
+WAVEFORM_POINTS = 1000
+SPECTROGRAM_FRAMES = 120
+SPECTROGRAM_BINS = 64
+SPECTROGRAM_RANGE_DB = 80.0
+SPECTROGRAM_WINDOW = 1024
+# Columns too big for a results table; pages draw them as charts.
+NON_TABLE_KEYS = ("chart_preview",)
 TRANSCRIPT_NOTE = (
     "Rough preview from pocketsphinx's offline en-us model: expect many wrong words; "
     "not a transcript of record."
@@ -128,9 +142,12 @@ def decode_audio(name: str, data: bytes, max_seconds: float | None = DEFAULT_MAX
         with sf.SoundFile(io.BytesIO(data)) as handle:
             rate = int(handle.samplerate)
             declared = int(handle.frames)
-            limit = -1 if max_seconds is None else int(max_seconds * rate)
+            # Before a sample is decoded: the frames that fit MAX_DECODED_MB, or LimitExceeded.
+            limit = check_audio(declared, int(handle.channels), rate, max_seconds)
             samples = handle.read(frames=limit, dtype="float32", always_2d=True)
             container, subtype = handle.format, handle.subtype
+    except LimitExceeded as exc:
+        raise BadFileError(name, str(exc)) from exc
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise BadFileError(name, f"cannot decode {label} (truncated or corrupt): {_libsndfile_reason(exc)}") from exc
     if samples.shape[0] == 0:
@@ -286,6 +303,62 @@ def loudness_lufs(samples: np.ndarray, rate: int) -> tuple[float | None, str]:
     return round(float(value), 2), ""
 
 
+# ---------------------------------------------------------------- chart preview
+
+
+def _b64(values: np.ndarray) -> str:
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def chart_preview(mono: np.ndarray, rate: int) -> str:
+    """A small, JSON-safe waveform envelope and spectrogram of the first PREVIEW_SECONDS (~8 KB).
+
+    Min/max per column as int8 (amplitude x 127); spectrogram in dB as uint8 over the top
+    SPECTROGRAM_RANGE_DB below its loudest cell, packed as one JSON string so the row stays flat.
+    Pages draw it (media_charts) without decoding.
+    """
+    clip = mono[: max(1, int(PREVIEW_SECONDS * rate))]
+    columns = max(1, min(WAVEFORM_POINTS, len(clip)))
+    edges = np.linspace(0, len(clip), columns + 1).astype(int)[:-1]
+    lows = np.minimum.reduceat(clip, edges)
+    highs = np.maximum.reduceat(clip, edges)
+    length = SPECTROGRAM_WINDOW
+    padded = clip if len(clip) >= length else np.pad(clip, (0, length - len(clip)))
+    count = min(SPECTROGRAM_FRAMES, 1 + (len(padded) - length) // 256)
+    starts = np.linspace(0, len(padded) - length, count).astype(int)
+    frames = np.stack([padded[s:s + length] for s in starts]) * np.hanning(length).astype(np.float32)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    bins = power[:, :-1].reshape(len(starts), SPECTROGRAM_BINS, -1).mean(axis=2)
+    decibels = 10.0 * np.log10(bins + 1e-12)
+    top = float(decibels.max())
+    scaled = np.clip((decibels - (top - SPECTROGRAM_RANGE_DB)) / SPECTROGRAM_RANGE_DB * 255.0, 0, 255)
+    return json.dumps({
+        "rate": rate,
+        "samples": int(len(clip)),
+        "wave_min": _b64(np.round(np.clip(lows, -1, 1) * 127).astype(np.int8)),
+        "wave_max": _b64(np.round(np.clip(highs, -1, 1) * 127).astype(np.int8)),
+        "spec_starts": [int(v) for v in starts],
+        "spec_db": _b64(np.round(scaled).astype(np.uint8)),
+        "spec_top_db": round(top, 2),
+    }, separators=(",", ":"))
+
+
+def preview_arrays(packed: str) -> dict[str, np.ndarray]:
+    """The preview's arrays back as numbers: times (s), min, max, spectrogram starts (s), freqs (Hz), dB."""
+    preview = json.loads(packed)
+    rate = int(preview["rate"])
+    lows = np.frombuffer(base64.b64decode(preview["wave_min"]), dtype=np.int8).astype(np.float32) / 127.0
+    highs = np.frombuffer(base64.b64decode(preview["wave_max"]), dtype=np.int8).astype(np.float32) / 127.0
+    edges = np.linspace(0, int(preview["samples"]), len(lows) + 1).astype(int)[:-1]
+    starts = np.asarray(preview["spec_starts"], dtype=np.float32)
+    scaled = np.frombuffer(base64.b64decode(preview["spec_db"]), dtype=np.uint8).astype(np.float32)
+    top = float(preview["spec_top_db"])
+    decibels = (scaled / 255.0 * SPECTROGRAM_RANGE_DB + top - SPECTROGRAM_RANGE_DB).reshape(len(starts), -1)
+    freqs = (np.arange(decibels.shape[1]) + 0.5) * (rate / 2) / decibels.shape[1]
+    return {"times": (edges / rate).astype(np.float32), "lows": lows, "highs": highs,
+            "spec_times": starts / rate, "freqs": freqs.astype(np.float32), "decibels": decibels}
+
+
 # ---------------------------------------------------------------- speech preview
 
 
@@ -320,7 +393,7 @@ def analyse_audio(name: str, data: bytes, options: dict | None = None) -> dict[s
     """Measure one audio file into a flat, JSON-serialisable row; BadFileError when it cannot be read.
 
     Options: transcribe (bool, default False), transcribe_seconds (30), max_seconds (600),
-    silence_threshold_dbfs (-50).
+    silence_threshold_dbfs (-50), chart_preview (bool, default True: a small waveform and spectrogram).
     """
     options = options or {}
     max_seconds = options.get("max_seconds", DEFAULT_MAX_SECONDS)
@@ -350,6 +423,8 @@ def analyse_audio(name: str, data: bytes, options: dict | None = None) -> dict[s
         "tempo_bpm": tempo_estimate(mono, rate),
         "size_bytes": len(data),
     }
+    if options.get("chart_preview", True):
+        row["chart_preview"] = chart_preview(mono, rate)
     if options.get("transcribe"):
         seconds = float(options.get("transcribe_seconds", DEFAULT_TRANSCRIBE_SECONDS))
         row["transcript_preview"] = transcribe_preview(mono, rate, seconds)

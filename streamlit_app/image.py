@@ -16,17 +16,19 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from streamlit_app import ocr
 from streamlit_app.media_errors import (
     BadFileError,
     check_extension,
     check_not_empty,
     describe_content,
 )
+from utils.decode_guard import LimitExceeded, check_image, current_limits, declared_frames, image_pixel_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
-# 64 megapixels: above any phone or consumer camera; decoded RGB that size is ~190 MB.
+# Pillow's own guard, a backstop behind utils.decode_guard (MAX_IMAGE_PIXELS, MAX_DECODED_MB):
+# it warns above this and refuses above twice this.
 MAX_PIXELS = 64_000_000
-# Pillow's own guard: it warns above this and refuses above twice this.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ANALYSIS_SIZE = 1024
 THUMBNAIL_SIZE = 128
@@ -48,13 +50,19 @@ _FORMAT_LABELS = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIF
 
 
 def _bomb(name: str, pixels: int) -> BadFileError:
+    limit = min(MAX_PIXELS, current_limits().max_image_pixels)
     return BadFileError(
-        name, f"decompression bomb: header declares {pixels:,} pixels (limit {MAX_PIXELS:,})"
+        name, f"decompression bomb: header declares {pixels:,} pixels, over the limit of {limit:,} (MAX_IMAGE_PIXELS)"
     )
 
 
-def open_image(name: str, data: bytes) -> Image.Image:
-    """Open (header only) with the checks that keep broken and hostile files from costing memory."""
+def open_image(name: str, data: bytes, reduced: bool = False) -> Image.Image:
+    """Open (header only) with the checks that keep broken and hostile files from costing memory.
+
+    Pixels, decoded size (pixels x bytes per pixel, the header's bit depth included) and frames are
+    checked before anything is decoded. reduced=True: the caller decodes JPEGs at reduced scale
+    (draft), so a 50-megapixel photo costs little, and checks the draft's size with guard_decoded_size.
+    """
     check_not_empty(name, data)
     ext = check_extension(name, IMAGE_EXTENSIONS, "images")
     label = _FORMAT_LABELS.get(ext, ext.lstrip(".").upper())
@@ -70,9 +78,29 @@ def open_image(name: str, data: bytes) -> Image.Image:
         raise BadFileError(name, f"not a recognised image: Pillow cannot identify the content of this {label} file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadFileError(name, f"truncated or corrupt {label}: {exc}") from exc
-    if image.width * image.height > MAX_PIXELS:
-        raise _bomb(name, image.width * image.height)
+    if reduced and image.format == "JPEG":
+        return image  # decoded at reduced scale: the caller checks the draft's size (guard_decoded_size)
+    try:
+        check_image(image.width, image.height, image_pixel_bytes(image.mode, data), frame_count(image, data))
+    except LimitExceeded as exc:
+        raise BadFileError(name, str(exc)) from exc
     return image
+
+
+def frame_count(image: Image.Image, data: bytes) -> int:
+    """Frames of an animation or pages of a TIFF; GIF and APNG counted from their structure, not by decoding."""
+    declared = declared_frames(data)
+    if declared is not None:
+        return declared
+    return int(getattr(image, "n_frames", 1))
+
+
+def guard_decoded_size(name: str, image: Image.Image, data: bytes) -> None:
+    """Check the size the next load() decodes (after a JPEG draft it is the reduced one)."""
+    try:
+        check_image(image.width, image.height, image_pixel_bytes(image.mode, data), 1)
+    except LimitExceeded as exc:
+        raise BadFileError(name, str(exc)) from exc
 
 
 def _load(name: str, image: Image.Image) -> None:
@@ -89,11 +117,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
     Transparency goes onto white; 16-bit and float greys are scaled to 8 bits rather than clipped.
     """
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        grey = np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode.startswith("I;16"):
+        # floor(v * 255 / 65535) == v // 257, in place: 3 bytes a pixel, not float64's 24 with temporaries
+        values = np.array(image, dtype=np.uint16)
+        np.floor_divide(values, 257, out=values)
+        return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("I", "F"):
+        values = np.array(image, dtype=np.float32)
+        top = 65535.0 if values.max() > 255 else 255.0
+        values *= 255.0 / top
+        np.clip(values, 0, 255, out=values)
+        return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -161,14 +195,21 @@ def thumbnail_png_b64(rgb: Image.Image, size: int = THUMBNAIL_SIZE) -> str:
 # ---------------------------------------------------------------- OCR
 
 
-def ocr_image(data: bytes, name: str = "image", lang: str = "eng", timeout: float = DEFAULT_OCR_TIMEOUT) -> str:
-    """Text tesseract reads in the picture (full resolution, upright per EXIF); '' when it finds none."""
-    import pytesseract
+def ocr_result(data: bytes, name: str = "image", lang: str = "auto", timeout: float = DEFAULT_OCR_TIMEOUT) -> ocr.OcrResult:
+    """Text tesseract reads in the picture (full resolution, upright per EXIF), with its confidence.
 
+    The image is cleaned up first as it needs (streamlit_app.ocr); lang "auto" picks the
+    Tesseract pack of the language the text is in.
+    """
     image = open_image(name, data)
     _load(name, image)
-    upright = to_rgb(ImageOps.exif_transpose(image)).convert("L")
-    return pytesseract.image_to_string(upright, lang=lang, timeout=timeout).strip()
+    upright = to_rgb(ImageOps.exif_transpose(image))
+    return ocr.read_text(upright, lang=lang, timeout=timeout)
+
+
+def ocr_image(data: bytes, name: str = "image", lang: str = "auto", timeout: float = DEFAULT_OCR_TIMEOUT) -> str:
+    """Text tesseract reads in the picture; '' when it finds none."""
+    return ocr_result(data, name, lang, timeout).text
 
 
 # ---------------------------------------------------------------- per-item entry point
@@ -177,18 +218,20 @@ def ocr_image(data: bytes, name: str = "image", lang: str = "eng", timeout: floa
 def analyse_image(name: str, data: bytes, options: dict | None = None) -> dict[str, Any]:
     """Measure one image into a flat, JSON-serialisable row; BadFileError when it cannot be read.
 
-    Options: ocr (bool, default False), ocr_lang ("eng"), ocr_timeout (60 s),
+    Options: ocr (bool, default False), ocr_lang ("auto", or Tesseract's code such as "deu"), ocr_timeout (60 s),
     thumbnail (bool, default True).
     """
     options = options or {}
-    image = open_image(name, data)
+    image = open_image(name, data, reduced=True)
     width, height, mode, fmt = image.width, image.height, image.mode, image.format
-    frames = int(getattr(image, "n_frames", 1))
+    frames = frame_count(image, data)
     exif = exif_summary(image)
     # JPEG: decode straight at 1/2..1/8 scale while the long side stays >= ANALYSIS_SIZE.
     shrink = ANALYSIS_SIZE / max(width, height)
     if shrink < 1:
         image.draft("RGB", (max(1, int(width * shrink)), max(1, int(height * shrink))))
+    if fmt == "JPEG":
+        guard_decoded_size(name, image, data)
     _load(name, image)
     if exif["orientation"] not in (None, 1):
         image = ImageOps.exif_transpose(image)  # measure the picture the way viewers see it
@@ -219,15 +262,15 @@ def analyse_image(name: str, data: bytes, options: dict | None = None) -> dict[s
         row["thumbnail_png_b64"] = thumbnail_png_b64(small)
     if options.get("ocr"):
         try:
-            row["ocr_text"] = ocr_image(
+            read = ocr_result(
                 data,
                 name,
-                lang=options.get("ocr_lang", "eng"),
+                lang=options.get("ocr_lang") or "auto",
                 timeout=float(options.get("ocr_timeout", DEFAULT_OCR_TIMEOUT)),
             )
-            row["ocr_note"] = ""
+            row.update(ocr.row_fields(read))
         except RuntimeError as exc:  # pytesseract's timeout; a missing tesseract is an OSError and propagates
-            row["ocr_text"] = ""
+            row.update(ocr_text="", ocr_confidence=None, ocr_unsure=True, ocr_language="", ocr_steps="")
             row["ocr_note"] = f"OCR stopped: {exc}"
     return row
 

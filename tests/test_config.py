@@ -34,8 +34,9 @@ def load_quietly(env):
 def test_every_pool_exists_with_sane_defaults():
     config = load_quietly({})
     assert set(config.pools) == set(POOL_NAMES)
-    assert config.pools["cpu"].kind == "process"
-    assert all(config.pools[name].kind == "thread" for name in POOL_NAMES if name != "cpu")
+    assert config.pools["cpu"].backend == "process" and config.pools["untrusted"].backend == "process"
+    assert all(config.pools[name].backend == "thread" for name in POOL_NAMES if name not in ("cpu", "untrusted"))
+    assert config.pools["untrusted"].memory_limit_mb == config.max_memory_per_task_mb
     assert all(pool.workers >= 1 for pool in config.pools.values())
     assert config.batch_size == 100 and config.enable_task_monitoring is True
     assert config.cpu_count >= 1 and config.min_free_memory_mb >= 256
@@ -43,8 +44,7 @@ def test_every_pool_exists_with_sane_defaults():
 
 @pytest.mark.parametrize("variable, pool", [
     ("MAX_THREAD_WORKERS", "default"),
-    ("ASYNC_QUEUE_WORKERS", "async_queue"),
-    ("AI_PROCESSING_WORKERS", "ai"),
+    ("UNTRUSTED_PROCESS_WORKERS", "untrusted"),
     ("FILE_UPLOAD_WORKERS", "upload"),
     ("DATABASE_WORKERS", "database"),
     ("ANALYTICS_WORKERS", "analytics"),
@@ -58,13 +58,11 @@ def test_pool_sizes_come_from_the_owners_variable_names(variable, pool):
 
 
 def test_timeouts_per_pool():
-    config = load_quietly({"TASK_TIMEOUT": "30", "AI_TASK_TIMEOUT": "90", "UPLOAD_TASK_TIMEOUT": "45",
-                           "DB_TASK_TIMEOUT": "12"})
+    config = load_quietly({"TASK_TIMEOUT": "30", "UPLOAD_TASK_TIMEOUT": "45", "DB_TASK_TIMEOUT": "12"})
     assert config.pools["default"].timeout == 30
-    assert config.pools["async_queue"].timeout == 30
     assert config.pools["analytics"].timeout == 30
     assert config.pools["cpu"].timeout == 30
-    assert config.pools["ai"].timeout == 90
+    assert config.pools["untrusted"].timeout == 30
     assert config.pools["upload"].timeout == 45
     assert config.pools["database"].timeout == 12
 
@@ -121,8 +119,8 @@ def test_bad_value_warns_with_its_name_and_keeps_the_default(variable, value, re
 
 
 def test_one_bad_value_does_not_spoil_the_others():
-    with pytest.warns(UserWarning, match="ASYNC_QUEUE_WORKERS"):
-        config = load_threading_config({"ASYNC_QUEUE_WORKERS": "x", "ANALYTICS_WORKERS": "5"})
+    with pytest.warns(UserWarning, match="DATABASE_WORKERS"):
+        config = load_threading_config({"DATABASE_WORKERS": "x", "ANALYTICS_WORKERS": "5"})
     assert config.pools["analytics"].workers == 5
 
 

@@ -8,7 +8,6 @@ Dask, re-runs the work, and it is the one these tests must see.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import signal
 import socket
@@ -27,13 +26,12 @@ from streamlit_app.validation.record_check import validate_record
 from streamlit_app.validation.records import guess_columns, normalise_records
 from streamlit_app.validation.sample_data import sample_phone_numbers, sample_sheet
 from tests import dask_workers as w
-from utils.dask_backend import (DaskWorkers, LocalDaskProcesses, attach_dask, attach_from_settings, cluster_info,
-                                detach_dask)
+from tests.dask_cluster import LocalDaskProcesses
+from tests.waiting import wait_until
+from utils.dask_backend import DaskWorkers, attach_dask, attach_from_settings, cluster_info, detach_dask
 from utils.item_errors import ItemError
 from utils.process_workers import ProcessWorkers
-from utils.task_queue import call_item
 from utils.threading_manager import ThreadingManager
-from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +55,7 @@ def manager(cluster):
 
 
 def backend_of(manager: ThreadingManager) -> DaskWorkers:
-    backend = manager._pools["cpu"].processes
+    backend = manager.pool_backend("cpu")
     assert isinstance(backend, DaskWorkers)
     return backend
 
@@ -91,8 +89,7 @@ def test_validation_batch_runs_on_the_cluster_in_order(manager):
     df = sample_sheet(120)
     records = normalise_records(df, guess_columns(df))
     items = records[:57] + [None] + records[57:]  # None breaks only its own slot
-    fn = functools.partial(call_item, "streamlit_app.validation.record_check:validate_record", {})
-    job = manager.map(fn, items, pool="cpu")
+    job = manager.map(w.validate_with_defaults, items, pool="cpu")
     results = job.result()
     progress = job.progress()
     assert progress.backend == "dask", progress.backend_reason
@@ -215,7 +212,7 @@ def test_cluster_info_resize_and_detach(manager):
     assert settings["kind"] == "process" and settings["workers"] == load_threading_config().pools["cpu"].workers
     job = manager.map(validate_phone_number, ["+1 202 555 0143", "12"], kind="process")
     assert job.result() == [validate_phone_number("+1 202 555 0143"), False]
-    assert isinstance(manager._pools["cpu"].processes, ProcessWorkers)
+    assert isinstance(manager.pool_backend("cpu"), ProcessWorkers)
 
 
 def test_unreachable_scheduler_falls_back_to_the_local_pools():
@@ -322,7 +319,7 @@ def test_losing_the_scheduler_mid_job_loses_nothing_and_goes_back_to_local_proce
             job = manager.map(validate_phone_number, sample_phone_numbers(100), kind="process")
             job.result()
             assert job.progress().backend == "process"
-            assert isinstance(manager._pools["cpu"].processes, ProcessWorkers)
+            assert isinstance(manager.pool_backend("cpu"), ProcessWorkers)
         finally:
             manager.shutdown(wait=False, cancel_futures=True)
 

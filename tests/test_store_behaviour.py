@@ -317,3 +317,82 @@ def test_execute_answers_read_only_queries_and_refuses_writes(sql_store_factory)
     store.create_job(_job("j3"))  # the connection used for the refused write still writes normally
     assert store.get_job("j3") is not None
 
+
+
+# --- history per owner, counters, finishing and leases (issues 9 and 10) ---------------------------------------
+
+def test_history_is_kept_per_owner(store):
+    store.add_history([{"phone": "+441"}], source="csv", owner="ana")
+    store.add_history([{"phone": "+442"}, {"phone": "+443"}], source="csv", owner="ben")
+    assert [r["record"]["phone"] for r in store.history(owner="ana")] == ["+441"]
+    assert [r["record"]["phone"] for r in store.history(owner="ben", limit=1)] == ["+443"]
+    assert len(store.history()) == 3  # everyone's, for SPINDLE_SHARED_HISTORY=true
+    assert {r["owner"] for r in store.history()} == {"ana", "ben"}
+
+
+def test_counters_come_from_the_items_and_a_job_with_pending_items_is_never_completed(store):
+    store.create_job(_job("j1", total=4))
+    store.add_items("j1", [(i, i) for i in range(4)])
+    store.save_results("j1", [{"idx": 0, "status": "completed", "result": 0}, {"idx": 1, "status": "failed", "error": "x"}])
+    store.save_results("j1", [{"idx": 0, "status": "completed", "result": 0}])  # late, repeated
+    assert (store.get_job("j1")["done"], store.get_job("j1")["failed"]) == (2, 1)
+    assert store.finish_job("j1", "completed") is False
+    assert store.get_job("j1")["status"] == "pending"
+    assert store.fail_pending("j1", "not run: unknown task") == 2
+    assert store.finish_job("j1", "failed", error="not run") is True
+    job = store.get_job("j1")
+    assert (job["status"], job["done"], job["failed"], job["error"]) == ("failed", 4, 3, "not run")
+
+
+def test_reopening_cancelled_items_makes_only_them_pending_again(store):
+    store.create_job(_job("j1", total=3))
+    store.add_items("j1", [(i, i) for i in range(3)])
+    store.save_results("j1", [{"idx": 0, "status": "completed", "result": 0}])
+    store.cancel_pending("j1", "the job was cancelled")
+    store.finish_job("j1", "cancelled")
+    assert store.reopen_items("j1", ("cancelled",)) == 2
+    assert [idx for idx, _ in store.pending_items("j1")] == [1, 2]
+    job = store.get_job("j1")
+    assert (job["status"], job["done"]) == ("pending", 1)
+
+
+def test_a_lease_keeps_a_job_on_one_server_until_it_expires(store):
+    store.create_job(_job("j1", status="running"))  # left with a pending item
+    store.create_job(_job("j2", status="running", lease_owner="server-gone", lease_expires=0.0))  # its server died
+    store.create_job(_job("intake", status="running"))  # never leased, nothing pending: run by something else
+    store.add_items("j1", [(0, 0)])
+    assert {j["id"] for j in store.claim_orphans("server-a", lease_s=60, limit=10)} == {"j1", "j2"}
+    assert store.claim_orphans("server-b", lease_s=60) == []
+    assert store.claim_job("j1", "server-b", 60) is False
+    assert store.claim_job("j1", "server-a", 60) is True  # renewing one's own lease
+    assert store.renew_leases(["j1", "j2"], "server-a", 0.001) == {"j1", "j2"}
+    import time
+
+    time.sleep(0.05)  # server-a's leases have expired: it stopped renewing
+    assert {j["id"] for j in store.claim_orphans("server-b", lease_s=60)} == {"j1", "j2"}
+    assert store.renew_leases(["j1", "j2"], "server-a", 60) == set()  # a taken-over job is lost for good
+    assert store.release_lease("j1", "server-a") is False
+    assert store.release_lease("j1", "server-b") is True  # expired at once: anyone may claim it
+    assert [j["id"] for j in store.claim_orphans("server-c", lease_s=60)] == ["j1"]
+    assert store.finish_job("j2", "completed") is True
+    assert store.get_job("j2")["lease_owner"] is None
+
+
+def test_migrating_an_old_store_keeps_its_history_as_nobody_s(tmp_path):
+    import sqlite3
+
+    from utils.store.base import SCHEMA_VERSION_DDL
+    from utils.store.sqlite_store import _statements
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:  # a store written by the release before leases and owners
+        conn.execute(SCHEMA_VERSION_DDL.format(real="REAL"))
+        for statement in _statements(MIGRATIONS["sqlite"][0]):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+        conn.execute("INSERT INTO history (record, source, created_at) VALUES ('{\"phone\": \"+44\"}', 'csv', 0)")
+    store = SQLiteStore(path)
+    assert store.schema_version() == len(MIGRATIONS["sqlite"])
+    assert [(r["record"], r["owner"]) for r in store.history()] == [({"phone": "+44"}, "")]
+    assert store.history(owner="ana") == []
+    store.close()

@@ -7,23 +7,30 @@ generous upper bound that only means "did not hang".
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from config.threading_config import ThreadingConfig, load_threading_config
 from tests import engine_workers as w
-from utils.item_errors import ItemError
-from utils.jobs import Job
-from utils.threading_manager import ThreadingManager
 from tests.waiting import wait_until
+from utils.item_errors import ItemError
+from utils.process_workers import address_space_limit_mb
+from utils.threading_manager import ThreadingManager
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def small_config(default: int = 4, cpu: int = 2, upload: int = 2, **fields) -> ThreadingConfig:
+def small_config(default: int = 4, cpu: int = 2, upload: int = 2, untrusted: int = 2, **fields) -> ThreadingConfig:
     """A config independent of the environment, with small pools and no memory hold."""
     base = load_threading_config({})
-    sizes = {"default": default, "cpu": cpu, "upload": upload}
+    sizes = {"default": default, "cpu": cpu, "upload": upload, "untrusted": untrusted}
     pools = {name: dataclasses.replace(pc, workers=sizes.get(name, min(pc.workers, 2)))
              for name, pc in base.pools.items()}
     fields.setdefault("min_free_memory_mb", 0)
@@ -58,17 +65,17 @@ def errors(results: list) -> dict[int, ItemError]:
 
 
 def test_results_come_back_in_input_order(manager):
-    assert manager.parallel_map(w.square, list(range(2000)), kind="thread") == [x * x for x in range(2000)]
+    assert manager.parallel_map(w.square, list(range(2000)), backend="thread") == [x * x for x in range(2000)]
 
 
 def test_input_order_kept_when_items_finish_out_of_order(manager):
     # Early items sleep longest, so they finish last.
     items = [0.03, 0.02, 0.01, 0.0, 0.0, 0.0, 0.01, 0.0] * 3
-    assert manager.parallel_map(w.sleep_seconds, items, kind="thread", chunk_size=1) == items
+    assert manager.parallel_map(w.sleep_seconds, items, backend="thread", chunk_size=1) == items
 
 
 def test_failing_item_is_isolated(manager):
-    job = manager.map(w.fail_on_seven, list(range(50)), kind="thread")
+    job = manager.map(w.fail_on_seven, list(range(50)), backend="thread")
     results = job.result(timeout=30)
     failed = errors(results)
     assert sorted(failed) == [0, 7, 14, 21, 28, 35, 42, 49]
@@ -83,7 +90,7 @@ def test_failing_item_is_isolated(manager):
 
 
 def test_failing_item_is_isolated_in_processes(manager):
-    results = manager.parallel_map(w.fail_on_seven, list(range(30)), kind="process")
+    results = manager.parallel_map(w.fail_on_seven, list(range(30)), backend="process")
     assert sorted(errors(results)) == [0, 7, 14, 21, 28]
     assert errors(results)[7].error_type == "ValueError"
     assert all(results[i] == i for i in range(30) if i % 7)
@@ -94,7 +101,7 @@ def test_failing_item_is_isolated_in_processes(manager):
 
 def test_transient_errors_are_retried_with_growing_backoff(manager):
     w.reset_attempt_times()
-    results = manager.parallel_map(w.transient_until_third, [1, 2, 3], kind="thread", retries=2)
+    results = manager.parallel_map(w.transient_until_third, [1, 2, 3], backend="thread", retries=2)
     assert results == [1001, 1002, 1003]
     for item in (1, 2, 3):
         first, second, third = w.attempt_times(item)
@@ -105,14 +112,14 @@ def test_transient_errors_are_retried_with_growing_backoff(manager):
 
 
 def test_transient_errors_are_retried_in_processes(manager):
-    results = manager.parallel_map(w.transient_until_third, [1, 2, 3, 4], kind="process", retries=2, chunk_size=2)
+    results = manager.parallel_map(w.transient_until_third, [1, 2, 3, 4], backend="process", retries=2, chunk_size=2)
     assert results == [1001, 1002, 1003, 1004]
     assert manager.metrics()["pools"]["cpu"]["retried"] == 8
 
 
 def test_transient_error_gives_up_after_retries(manager):
     w.reset_attempts()
-    [result] = manager.parallel_map(w.always_transient, [5], kind="thread", retries=2)
+    [result] = manager.parallel_map(w.always_transient, [5], backend="thread", retries=2)
     assert isinstance(result, ItemError)
     assert (result.error_type, result.attempts) == ("TransientError", 3)
     assert w.attempts_for("always", 5) == 3
@@ -120,7 +127,7 @@ def test_transient_error_gives_up_after_retries(manager):
 
 def test_value_error_is_not_retried(manager):
     w.reset_attempts()
-    [result] = manager.parallel_map(w.value_error_counted, [9], kind="thread", retries=3)
+    [result] = manager.parallel_map(w.value_error_counted, [9], backend="thread", retries=3)
     assert isinstance(result, ItemError)
     assert (result.error_type, result.message, result.attempts) == ("ValueError", "permanent", 1)
     assert w.attempts_for("value", 9) == 1
@@ -132,7 +139,7 @@ def test_value_error_is_not_retried(manager):
 def test_thread_timeout_replaces_the_stuck_worker(make_manager):
     manager = make_manager(default=2)
     items = [0.0, 0.01, 5.0, 0.01, 0.0, 0.01]  # 5 s is far past the 0.3 s limit
-    job = manager.map(w.sleep_seconds, items, kind="thread", chunk_size=2, timeout=0.3)
+    job = manager.map(w.sleep_seconds, items, backend="thread", chunk_size=2, timeout=0.3)
     results = job.result(timeout=30)
     failed = errors(results)
     assert list(failed) == [2]
@@ -143,9 +150,9 @@ def test_thread_timeout_replaces_the_stuck_worker(make_manager):
     assert pool.threads.alive() == 2  # the stuck thread was replaced, not lost
     assert manager.metrics()["pools"]["default"]["timed_out"] == 1
     # Later work runs on both live workers, while the stuck one still sleeps.
-    names = manager.parallel_map(w.thread_name, list(range(8)), kind="thread", chunk_size=1)
+    names = manager.parallel_map(w.thread_name, list(range(8)), backend="thread", chunk_size=1)
     assert all(isinstance(n, str) for n in names)
-    assert pool.threads.alive() == 2
+    assert pool.threads.alive() >= 2
 
 
 def test_process_timeout_kills_and_replaces_the_worker(make_manager):
@@ -154,7 +161,7 @@ def test_process_timeout_kills_and_replaces_the_worker(make_manager):
     assert wait_until(lambda: len(manager._pools["cpu"].processes.pids()) == 2)
     before = set(manager._pools["cpu"].processes.pids())
     items = [0, 1, 2, 3, 4, 5, -1, 6, 7, 8, 9]
-    results = manager.parallel_map(w.hang_on_minus_one, items, kind="process", chunk_size=3, timeout=0.3)
+    results = manager.parallel_map(w.hang_on_minus_one, items, backend="process", chunk_size=3, timeout=0.3)
     failed = errors(results)
     assert list(failed) == [6]
     assert failed[6].error_type == "TimeoutError"
@@ -164,7 +171,7 @@ def test_process_timeout_kills_and_replaces_the_worker(make_manager):
     assert wait_until(lambda: len(processes.pids()) == 2)
     assert not before & set(processes.pids())  # every worker process is a new one
     assert manager.metrics()["pools"]["cpu"]["timed_out"] == 1
-    assert manager.parallel_map(w.square, [1, 2, 3], kind="process") == [1, 4, 9]
+    assert manager.parallel_map(w.square, [1, 2, 3], backend="process") == [1, 4, 9]
 
 
 def test_process_timeout_counts_from_when_workers_have_started(make_manager):
@@ -172,7 +179,7 @@ def test_process_timeout_counts_from_when_workers_have_started(make_manager):
     # items they have not begun.
     manager = make_manager(cpu=2)
     manager.configure("cpu", initializer=w.slow_start)
-    results = manager.parallel_map(w.square, [1, 2, 3, 4], kind="process", chunk_size=1, timeout=0.2)
+    results = manager.parallel_map(w.square, [1, 2, 3, 4], backend="process", chunk_size=1, timeout=0.2)
     assert results == [1, 4, 9, 16]
     assert manager.metrics()["pools"]["cpu"]["timed_out"] == 0
 
@@ -181,12 +188,12 @@ def test_process_timeout_counts_from_when_workers_have_started(make_manager):
 def test_killed_worker_process_fails_only_its_item(manager, chunk_size):
     # With single-item chunks the killer always runs beside another item: that one must not be blamed.
     items = list(range(30)) + [-1] + list(range(30, 60))
-    results = manager.parallel_map(w.kill_self_on_minus_one, items, kind="process", chunk_size=chunk_size)
+    results = manager.parallel_map(w.kill_self_on_minus_one, items, backend="process", chunk_size=chunk_size)
     failed = errors(results)
     assert list(failed) == [30]
     assert failed[30].error_type == "WorkerDied"
     assert all(results[i] == items[i] * 2 for i in range(len(items)) if i != 30)
-    assert manager.parallel_map(w.square, [5], kind="process") == [25]  # the pool was rebuilt
+    assert manager.parallel_map(w.square, [5], backend="process") == [25]  # the pool was rebuilt
 
 
 # ---------------------------------------------------------------------------------- cancel, shutdown
@@ -194,7 +201,7 @@ def test_killed_worker_process_fails_only_its_item(manager, chunk_size):
 
 def test_cancel_marks_every_unrun_item(make_manager):
     manager = make_manager(default=2)
-    job = manager.map(w.sleep_20ms, list(range(200)), kind="thread", chunk_size=2)
+    job = manager.map(w.sleep_20ms, list(range(200)), backend="thread", chunk_size=2)
     assert wait_until(lambda: job.progress().done >= 4)
     job.cancel()
     assert job.wait(timeout=15)
@@ -211,7 +218,7 @@ def test_cancel_marks_every_unrun_item(make_manager):
 
 def test_cancel_a_job_without_len(make_manager):
     manager = make_manager(default=2)
-    job = manager.map(w.sleep_20ms, (i for i in range(100)), kind="thread", chunk_size=1)
+    job = manager.map(w.sleep_20ms, (i for i in range(100)), backend="thread", chunk_size=1)
     assert wait_until(lambda: job.progress().done >= 2)
     job.cancel()
     assert job.wait(timeout=15)
@@ -222,8 +229,8 @@ def test_cancel_a_job_without_len(make_manager):
 
 def test_shutdown_with_cancel_futures_does_not_hang(make_manager):
     manager = make_manager(default=2, cpu=1)
-    stuck = manager.map(w.sleep_seconds, [8.0] * 6, kind="thread", chunk_size=1)
-    hung = manager.map(w.hang_on_minus_one_long, [-1, 1, 2], kind="process", chunk_size=1)
+    stuck = manager.map(w.sleep_seconds, [8.0] * 6, backend="thread", chunk_size=1)
+    hung = manager.map(w.hang_on_minus_one_long, [-1, 1, 2], backend="process", chunk_size=1)
     assert wait_until(lambda: manager._pools["default"].in_flight == 2 and manager._pools["cpu"].in_flight == 1)
     started = time.monotonic()
     manager.shutdown(wait=True, cancel_futures=True)
@@ -242,16 +249,15 @@ def test_live_resize_threads_with_work_in_flight(make_manager):
     manager = make_manager(default=2)
     w.reset_concurrency()
     items = list(range(400))
-    job = manager.map(w.track_concurrency, items, kind="thread", chunk_size=1)
+    job = manager.map(w.track_concurrency, items, backend="thread", chunk_size=1)
     assert wait_until(lambda: job.progress().done >= 10)
     manager.configure("default", workers=6)
     pool = manager._pools["default"]
-    assert wait_until(lambda: pool.threads.alive() == 6)
+    assert wait_until(lambda: pool.threads.alive() >= 6)
     assert wait_until(lambda: w.max_concurrency() >= 3)
     assert manager.metrics()["pools"]["default"]["workers"] == 6
     manager.configure("default", workers=1)
-    assert wait_until(lambda: pool.threads.alive() == 1)
-    assert wait_until(lambda: sum(t.is_alive() for t in list(pool.threads._threads)) == 1)
+    assert manager.pool_settings("default")["workers"] == 1
     assert job.result(timeout=60) == items  # nothing lost or repeated
     assert job.progress().failed == 0
 
@@ -259,7 +265,7 @@ def test_live_resize_threads_with_work_in_flight(make_manager):
 def test_live_resize_processes_with_work_in_flight(make_manager):
     manager = make_manager(cpu=1)
     items = list(range(120))
-    job = manager.map(w.sleep_5ms, items, kind="process", chunk_size=4)
+    job = manager.map(w.sleep_5ms, items, backend="process", chunk_size=4)
     assert wait_until(lambda: job.progress().done >= 8)
     manager.configure("cpu", workers=2)
     assert wait_until(lambda: job.progress().done >= 40)
@@ -318,7 +324,7 @@ def test_auto_moves_cpu_bound_python_to_processes(manager, fn, items):
     # other processes one round may be inconclusive (and then stays on threads, the safe choice).
     # Behaviour asserted: CPU-bound Python is recognised, within three jobs.
     for _attempt in range(3):
-        job = manager.map(fn, items)  # kind="auto", nothing tuned
+        job = manager.map(fn, items)  # backend="auto", nothing tuned
         results = job.result(timeout=60)
         assert not errors(results)
         assert results[:50] == head and results[-50:] == tail
@@ -338,53 +344,6 @@ def test_auto_keeps_io_bound_work_on_threads(manager):
     assert "I/O-bound" in progress.backend_reason
 
 
-class _FixedSampler:
-    def __init__(self, busy):
-        self._busy = busy
-
-    def busy(self):
-        return self._busy
-
-    def stop(self):
-        pass
-
-
-def _decided(manager, cpu: float, gil: float | None, span: float = 0.04, rounds_before: int = 0):
-    """Run the backend decision on a synthetic probe round (4 probe chunks, 100 items, 10,000 waiting)."""
-    job = Job(w.cpu_spin, list(range(10_100)), name="probe", owner=None, pool="default", kind="auto",
-              chunk_size=None, max_workers=None, retries=0, timeout=None, on_progress=None, on_chunk=None)
-    job.take(100)
-    job.probe_cpu, job.probe_items, job.probe_target = cpu, 100, 4
-    job.probe_span = [(0.0, span)]
-    job.gil_sampler = _FixedSampler(gil)
-    job.probe_rounds = rounds_before
-    job.probe_time = span * rounds_before
-    job.probe_cpu += cpu * rounds_before
-    with manager._lock:
-        manager._decide_backend_locked(job)
-    return job
-
-
-def test_backend_decision_on_a_busy_machine(make_manager):
-    manager = make_manager(cpu_count=2)
-    # An idle machine: CPU time alone tells.
-    assert _decided(manager, cpu=0.03, gil=None).backend == "process"
-    assert _decided(manager, cpu=0.002, gil=None).backend == "thread"
-    # CPU-bound Python starved by other processes: little CPU, but it held the GIL.
-    starved = _decided(manager, cpu=0.012, gil=0.8)
-    assert starved.backend == "process" and "busy machine" in starved.backend_reason
-    # I/O leaves the GIL free.
-    sleeping = _decided(manager, cpu=0.002, gil=0.02)
-    assert sleeping.backend == "thread" and "I/O-bound" in sleeping.backend_reason
-    # Some CPU, GIL neither free nor busy: probe another round; after the last round, threads.
-    unsure = _decided(manager, cpu=0.012, gil=0.3)
-    assert unsure.phase == "probe" and unsure.backend == "thread" and unsure.backend_reason == "probing"
-    settled = _decided(manager, cpu=0.012, gil=0.3, rounds_before=2)
-    assert settled.phase == "run" and "I/O-bound" in settled.backend_reason
-    # More than 1.5 cores busy on threads: the work releases the GIL.
-    assert "releases the GIL" in _decided(manager, cpu=0.07, gil=0.1).backend_reason
-
-
 def test_gil_sampler_sees_a_free_gil_during_io():
     from utils.chunk_runner import GilSampler
 
@@ -396,7 +355,7 @@ def test_gil_sampler_sees_a_free_gil_during_io():
 
 
 def test_lambdas_asked_for_processes_run_on_threads(manager):
-    job = manager.map(lambda x: x + 1, [1, 2, 3], kind="process")
+    job = manager.map(lambda x: x + 1, [1, 2, 3], backend="process")
     assert job.result(timeout=15) == [2, 3, 4]
     assert job.progress().backend == "thread"
     assert "cannot be sent to a process" in job.progress().backend_reason
@@ -405,12 +364,12 @@ def test_lambdas_asked_for_processes_run_on_threads(manager):
 def test_parallel_false_runs_one_chunk_at_a_time(manager):
     manager.configure("default", parallel=False)
     w.reset_concurrency()
-    assert manager.parallel_map(w.track_concurrency, list(range(40)), kind="thread", chunk_size=2) == list(range(40))
+    assert manager.parallel_map(w.track_concurrency, list(range(40)), backend="thread", chunk_size=2) == list(range(40))
     assert w.max_concurrency() == 1
     assert manager.metrics()["pools"]["default"]["backend"] == "sequential"
     manager.configure("default", parallel=True)
     w.reset_concurrency()
-    manager.parallel_map(w.track_concurrency, list(range(40)), kind="thread", chunk_size=2)
+    manager.parallel_map(w.track_concurrency, list(range(40)), backend="thread", chunk_size=2)
     assert w.max_concurrency() > 1
 
 
@@ -450,8 +409,8 @@ POOL_FIELDS = {"workers", "busy", "queued", "completed", "failed", "retried", "t
 
 def test_metrics_snapshot_and_reset(manager):
     w.reset_attempt_times()
-    manager.parallel_map(w.fail_on_seven, list(range(70)), kind="thread")
-    manager.parallel_map(w.transient_until_third, [1], kind="thread", retries=2)
+    manager.parallel_map(w.fail_on_seven, list(range(70)), backend="thread")
+    manager.parallel_map(w.transient_until_third, [1], backend="thread", retries=2)
     snapshot = manager.metrics()
     for name, pool in snapshot["pools"].items():
         assert POOL_FIELDS <= set(pool), name
@@ -474,7 +433,7 @@ def test_metrics_snapshot_and_reset(manager):
 
 def test_metrics_show_queued_and_busy_work(make_manager):
     manager = make_manager(default=2)
-    job = manager.map(w.sleep_20ms, list(range(40)), kind="thread", chunk_size=1)
+    job = manager.map(w.sleep_20ms, list(range(40)), backend="thread", chunk_size=1)
     assert wait_until(lambda: manager.metrics()["pools"]["default"]["busy"] == 2)
     snapshot = manager.metrics()
     assert snapshot["pools"]["default"]["queued"] > 0
@@ -485,11 +444,14 @@ def test_metrics_show_queued_and_busy_work(make_manager):
 # ---------------------------------------------------------------------------------- fair share, memory
 
 
-def test_fair_share_between_owners(make_manager):
-    manager = make_manager(default=3, max_workers_per_user=2)
-    flood = [manager.map(w.sleep_5ms, list(range(40)), kind="thread", chunk_size=1, owner="flood")
-             for _ in range(8)]
-    assert wait_until(lambda: sum(j.progress().done for j in flood) >= 4)
+def test_fair_share_is_work_conserving(make_manager):
+    manager = make_manager(default=4, max_workers_per_user=2, max_total_workers=8)
+    w.reset_concurrency()
+    # Alone on the server, a user may use every slot (more than MAX_WORKERS_PER_USER).
+    flood = manager.map(w.sleep_5ms, list(range(2000)), backend="thread", chunk_size=1, owner="flood",
+                        max_workers=8)
+    assert wait_until(lambda: manager.user_stats()[0]["running"] > 2)
+    assert manager.user_stats()[0]["limit"] == 8
     running: list[dict[str, int]] = []
     sampling = threading.Event()
 
@@ -499,25 +461,38 @@ def test_fair_share_between_owners(make_manager):
             time.sleep(0.002)
 
     sampler = threading.Thread(target=sample, daemon=True)
+    bob = manager.map(w.sleep_5ms, list(range(200)), backend="thread", chunk_size=1, owner="bob")
     sampler.start()
-    bob = manager.map(w.sleep_5ms, list(range(20)), kind="thread", chunk_size=1, owner="bob")
-    assert bob.result(timeout=30) == list(range(20))
-    flood_done_when_bob_finished = sum(j.progress().done for j in flood)
-    for job in flood:
-        job.result(timeout=60)
+    assert bob.result(timeout=30) == list(range(200))
     sampling.set()
     sampler.join()
-    flood_total = 8 * 40
-    # Bob's single job did not wait behind the flood: most of the flood was still to do.
-    assert flood_done_when_bob_finished <= flood_total // 2
-    assert max(r.get("flood", 0) for r in running) <= 2  # the per-user limit
-    assert max(r.get("bob", 0) for r in running) >= 1
-    assert all(r.get("bob", 0) <= 2 for r in running)
+    assert not flood.finished_flag  # Bob did not wait behind the flood
+    both = [r for r in running if r.get("bob") and r.get("flood")]
+    assert both
+    # While both wait, each gets at least an equal share (4 of 8) most of the time, and never all of it.
+    assert sum(r["bob"] >= 3 for r in both) >= len(both) // 2
+    assert all(r["bob"] + r["flood"] <= 8 for r in both)
+    # Bob gone: the flood takes the whole capacity again.
+    assert wait_until(lambda: manager.user_stats()[0]["limit"] == 8)
+    flood.cancel()
+    flood.wait(30)
+
+
+def test_owner_less_work_shares_like_a_user(make_manager):
+    manager = make_manager(default=4, max_workers_per_user=2, max_total_workers=8)
+    job = manager.map(w.sleep_5ms, list(range(2000)), backend="thread", chunk_size=1, max_workers=8)
+    ann = manager.map(w.sleep_5ms, list(range(100)), backend="thread", chunk_size=1, owner="ann")
+    assert job.progress().owner == "system"
+    assert wait_until(lambda: {r["user"] for r in manager.user_stats()} >= {"system", "ann"} or ann.finished_flag)
+    assert ann.result(timeout=30) == list(range(100))
+    assert not job.finished_flag  # ann was not queued behind the owner-less job
+    job.cancel()
+    job.wait(30)
 
 
 def test_memory_hold_keeps_one_chunk_per_pool(make_manager):
     manager = make_manager(default=4, min_free_memory_mb=10**9)
-    job = manager.map(w.sleep_20ms, list(range(15)), kind="thread", chunk_size=1)
+    job = manager.map(w.sleep_20ms, list(range(15)), backend="thread", chunk_size=1)
     busy, held = [], []
     while not job.finished_flag:
         snapshot = manager.metrics()
@@ -535,12 +510,12 @@ def test_memory_hold_keeps_one_chunk_per_pool(make_manager):
 def test_worker_resource_is_made_once_per_worker_thread(make_manager):
     manager = make_manager(default=3)
     w.reset_resources()
-    results = manager.parallel_map(w.use_resource, list(range(60)), kind="thread", chunk_size=1)
+    results = manager.parallel_map(w.use_resource, list(range(60)), backend="thread", chunk_size=1)
     by_thread: dict[str, set[int]] = {}
     for name, resource_id in results:
         by_thread.setdefault(name, set()).add(resource_id)
     assert all(len(ids) == 1 for ids in by_thread.values())
-    assert 1 <= len(by_thread) <= 3
+    assert 1 <= len(by_thread) <= manager.config.max_total_workers
     made = w.made_resources()
     assert len(made) == len(by_thread)
     assert {r.owner for r in made} == set(by_thread)
@@ -550,7 +525,7 @@ def test_pool_initializer_runs_once_per_new_worker(make_manager):
     manager = make_manager(default=3)
     manager.configure("default", initializer=w.record_initializer)
     before = len(w.initialised_threads())
-    manager.parallel_map(w.identity, list(range(30)), kind="thread", chunk_size=1)
+    manager.parallel_map(w.identity, list(range(30)), backend="thread", chunk_size=1)
     names = w.initialised_threads()[before:]
     assert len(names) == 3 and len(set(names)) == 3
     assert all(name.startswith("spindle-default-") for name in names)
@@ -572,7 +547,7 @@ def test_on_progress_and_on_chunk_follow_finished_chunks(manager):
         with lock:
             progress.append((done, total))
 
-    job = manager.map(w.fail_on_seven, list(range(100)), kind="thread", chunk_size=10,
+    job = manager.map(w.fail_on_seven, list(range(100)), backend="thread", chunk_size=10,
                       on_progress=on_progress, on_chunk=on_chunk)
     job.result(timeout=30)
     assert len(chunks) == 10 and all(len(c) == 10 for c in chunks)
@@ -590,28 +565,247 @@ def test_on_progress_and_on_chunk_follow_finished_chunks(manager):
 
 @pytest.mark.parametrize("count, chunk_size", [(1000, None), (20, 5), (23, 5), (0, None), (0, 4)])
 def test_iterators_without_len(manager, count, chunk_size):
-    job = manager.map(w.square, (x for x in range(count)), kind="thread", chunk_size=chunk_size)
+    job = manager.map(w.square, (x for x in range(count)), backend="thread", chunk_size=chunk_size)
     assert job.result(timeout=30) == [x * x for x in range(count)]
     assert job.progress().total == count and job.progress().status == "completed"
 
 
 def test_iterator_that_ends_on_a_chunk_boundary_one_chunk_at_a_time(manager):
     manager.configure("default", parallel=False)
-    job = manager.map(w.square, iter(range(20)), kind="thread", chunk_size=5)
+    job = manager.map(w.square, iter(range(20)), backend="thread", chunk_size=5)
     assert job.result(timeout=30) == [x * x for x in range(20)]
 
 
 def test_job_over_no_items_finishes_at_once(manager):
-    job = manager.map(w.square, [], kind="auto")
+    job = manager.map(w.square, [], backend="auto")
     assert job.finished_flag
     assert job.result(timeout=0) == []
     assert job.progress().status == "completed"
-    assert manager.parallel_map(w.square, [], kind="process") == []
+    assert manager.parallel_map(w.square, [], backend="process") == []
 
 
 def test_job_lookup_and_listing(manager):
-    job = manager.map(w.square, [1, 2], kind="thread", owner="ann", name="squares", job_id="job-42")
+    job = manager.map(w.square, [1, 2], backend="thread", owner="ann", name="squares", job_id="job-42")
     job.result(timeout=15)
     assert manager.job("job-42") is job
     assert [p.name for p in manager.jobs(owner="ann")] == ["squares"]
     assert manager.job("missing") is None
+
+
+# ---------------------------------------------------------------------------------- initializers, untrusted work
+
+
+def test_a_thread_pool_initializer_gives_each_worker_its_own_resource(make_manager):
+    manager = make_manager()
+    manager.add_pool("intake", backend="thread", workers=3, initializer=w.open_connection)
+    results = manager.parallel_map(w.use_connection, list(range(40)), pool="intake", chunk_size=1)
+    assert all(value == f"connection of {name}" for name, value in results)
+    assert all(name.startswith("spindle-intake-") for name, _ in results)
+    with pytest.raises(ValueError, match="exists already"):
+        manager.add_pool("intake", workers=1)
+
+
+def test_a_process_pool_initializer_runs_once_in_every_worker_process(make_manager, tmp_path):
+    manager = make_manager()
+    manager.add_pool("loaders", backend="process", workers=2,
+                     initializer=functools.partial(w.mark_worker_process, str(tmp_path)))
+    pids = set(manager.parallel_map(w.worker_pid, list(range(20)), pool="loaders", chunk_size=1))
+    started = {int(p.name.split(".")[0]) for p in tmp_path.glob("*.started")}
+    assert pids and pids <= started  # every worker that ran an item had run the initializer first
+    assert all(p.read_text(encoding="utf-8") == "started" for p in tmp_path.glob("*.started"))  # once each
+
+
+def test_untrusted_workers_cap_their_address_space(manager):
+    settings = manager.pool_settings("untrusted")
+    assert settings["backend"] == "process"
+    assert settings["memory_limit_mb"] == manager.config.max_memory_per_task_mb  # MAX_MEMORY_PER_TASK_MB
+    [limit] = manager.parallel_map(w.address_space_limit, [0], pool="untrusted")
+    assert limit == address_space_limit_mb(settings["memory_limit_mb"]) * 2**20
+
+
+def test_an_item_past_the_memory_limit_fails_alone_with_a_reason(make_manager):
+    manager = make_manager(untrusted=1)
+    manager._pools["untrusted"].memory_limit_mb = 100
+    items = [10, 20, 4000, 10]  # 4 GB: far past 100 MB plus the interpreter's allowance
+    results = manager.parallel_map(w.allocate_mb, items, pool="untrusted", chunk_size=2)
+    failed = errors(results)
+    assert list(failed) == [2]
+    assert failed[2].error_type == "MemoryError"
+    assert "100 MB" in failed[2].message and "MAX_MEMORY_PER_TASK_MB" in failed[2].message
+    assert [results[i] for i in (0, 1, 3)] == [10, 20, 10]
+
+
+def test_an_untrusted_item_that_kills_its_worker_fails_alone_and_the_worker_is_replaced(make_manager):
+    manager = make_manager(untrusted=2)
+    items = [1, 2, -1, 3, 4, 5]
+    results = manager.parallel_map(w.die_on_minus_one, items, pool="untrusted", chunk_size=3)
+    failed = errors(results)
+    assert list(failed) == [2] and failed[2].error_type == "WorkerDied"
+    assert "memory limit" in failed[2].message
+    assert [results[i] for i in (0, 1, 3, 4, 5)] == [1, 2, 3, 4, 5]
+    assert manager.parallel_map(w.die_on_minus_one, [7, 8], pool="untrusted") == [7, 8]  # a fresh worker
+
+
+def test_untrusted_work_never_falls_back_to_this_process(manager):
+    with pytest.raises(ValueError, match="untrusted"):
+        manager.map(lambda x: x, [1], pool="untrusted")
+
+
+# ---------------------------------------------------------------------------------- adaptive concurrency
+
+
+def test_waiting_work_grows_concurrency_past_the_base_size_but_never_past_the_total(make_manager):
+    manager = make_manager(default=2, max_total_workers=12)
+    w.reset_concurrency()
+    job = manager.map(w.track_concurrency, list(range(600)), backend="thread")
+    assert job.result(timeout=60) == list(range(600))
+    pool = manager.metrics()["pools"]["default"]
+    assert w.max_concurrency() > 2  # grew past the base size of 2
+    assert w.max_concurrency() <= 12  # MAX_TOTAL_WORKERS
+    assert 2 < pool["concurrency"] <= 12 and pool["concurrency_reason"]
+
+
+def test_cpu_bound_python_on_threads_does_not_grow(make_manager):
+    manager = make_manager(default=2, max_total_workers=12)
+    w.reset_concurrency()
+    job = manager.map(w.cpu_spin_tracked, list(range(150)), backend="thread", chunk_size=1)
+    job.result(timeout=60)
+    assert w.max_concurrency() <= 2
+    assert manager.metrics()["pools"]["default"]["concurrency"] == 2
+
+
+def test_max_workers_is_honoured_up_to_the_total(make_manager):
+    manager = make_manager(default=2, max_total_workers=10)
+    w.reset_concurrency()
+    assert manager.parallel_map(w.track_concurrency, list(range(200)), max_workers=40,
+                                chunk_size=1) == list(range(200))
+    assert 2 < w.max_concurrency() <= 10
+
+
+def test_low_memory_holds_concurrency_down(make_manager):
+    manager = make_manager(default=2, max_total_workers=12, min_free_memory_mb=10**9)
+    w.reset_concurrency()
+    manager.parallel_map(w.track_concurrency, list(range(60)), backend="thread", chunk_size=1)
+    assert w.max_concurrency() == 1
+    assert manager.metrics()["pools"]["default"]["concurrency"] <= 2
+
+
+# ---------------------------------------------------------------------------------- the owner's API
+
+
+OWNER_SCRIPT = '''
+from utils.threading_manager import get_threading_manager, parallel_map, batch_process_files, get_async_queue
+
+
+def my_function(a, b):
+    return a + b
+
+
+def process_item(x):
+    return x * 2
+
+
+def process_file(path):
+    with open(path, encoding="utf-8") as handle:
+        return len(handle.read())
+
+
+def background_function(a, b):
+    return a * b
+
+
+if __name__ == "__main__":
+    import os, sys
+    arg1, arg2 = 6, 7
+    items = list(range(20))
+    files = []
+    for n in range(12):
+        path = os.path.join(sys.argv[1], f"file{n}.txt")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("x" * n)
+        files.append(path)
+
+    manager = get_threading_manager()
+    future = manager.submit_task(my_function, arg1, arg2, task_name="my_task"); result = future.result()
+    assert result == 13, result
+    results = parallel_map(process_item, items, max_workers=4)
+    assert results == [x * 2 for x in items], results
+    results = batch_process_files(process_file, files, batch_size=5)
+    assert results == list(range(12)), results
+    queue = get_async_queue()
+    task_id = queue.submit(background_function, arg1, arg2)
+    status = queue.get_status(task_id); result = queue.get_result(task_id)
+    assert result == 42, result
+    assert status is not None
+    print("OWNER-API-OK")
+'''
+
+
+def test_the_owners_guide_runs_unchanged(tmp_path):
+    script = tmp_path / "owner_guide.py"
+    script.write_text(OWNER_SCRIPT, encoding="utf-8")
+    env = dict(os.environ, SPINDLE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    env.pop("RABBITMQ_URL", None)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OWNER-API-OK" in done.stdout
+
+
+# ---------------------------------------------------------------------------------- job history
+
+
+def test_finished_jobs_keep_failures_with_tracebacks_and_their_slowest_items(manager):
+    items = [0.0] * 30 + [0.05] + [0.0] * 9
+    job = manager.map(w.sleep_or_fail_on_zero_index, list(enumerate(items)), backend="thread", owner="ann",
+                      chunk_size=4)
+    job.result(timeout=30)
+    [row] = [r for r in manager.job_history(owner="ann") if r["job_id"] == job.id]
+    assert row["failed"] == 1 and row["retryable"] == 1
+    assert row["slowest"][0]["index"] == 30 and row["slowest"][0]["seconds"] >= 0.05
+    [failure] = manager.job_failures(job.id)
+    assert failure["index"] == 0 and failure["error_type"] == "ValueError"
+    assert "sleep_or_fail_on_zero_index" in failure["traceback"] and "ValueError: first item" in failure["traceback"]
+    assert manager.job_history(owner="bob") == []
+
+
+def test_retry_failed_runs_only_the_failed_items_again(manager):
+    w.reset_flaky()
+    job = manager.map(w.fails_first_time, list(range(20)), backend="thread", chunk_size=5)
+    first = job.result(timeout=30)
+    assert sorted(errors(first)) == [3, 13]
+    retry = manager.retry_failed(job.id)
+    assert retry is not None and retry.result(timeout=30) == [3, 13]
+    assert manager.retry_failed(retry.id) is None  # nothing failed the second time
+
+
+def test_worker_stats_show_busy_and_idle_time_per_thread(make_manager):
+    manager = make_manager(default=2)
+    manager.parallel_map(w.sleep_20ms, list(range(8)), backend="thread", chunk_size=1)
+    stats = manager.worker_stats("default")
+    assert stats and all(row["busy_s"] >= 0 and row["idle_s"] >= 0 for row in stats)
+    assert sum(row["busy_s"] for row in stats) >= 0.1  # 8 x 20 ms of waiting ran on them
+    assert manager.worker_stats("cpu") == []
+
+
+# ---------------------------------------------------------------------------------- settings that take effect
+
+
+def test_task_monitoring_off_keeps_counts_but_no_timings(make_manager):
+    manager = make_manager(enable_task_monitoring=False)
+    manager.parallel_map(w.sleep_5ms, list(range(20)), backend="thread")
+    pool = manager.metrics()["pools"]["default"]
+    assert pool["completed"] == 20
+    assert pool["p95_task_s"] == 0.0 and pool["avg_task_s"] == 0.0 and pool["items_per_s"] == 0.0
+
+
+def test_debug_threading_and_performance_logging_say_what_the_engine_did(make_manager, caplog):
+    manager = make_manager(default=2, debug_threading=True, enable_performance_logging=True)
+    with caplog.at_level("INFO", logger="utils.threading_manager"):
+        manager.parallel_map(w.sleep_5ms, list(range(300)))
+        manager.configure("default", workers=3)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("I/O-bound" in m for m in messages)  # the backend choice
+    assert any("pool default: concurrency" in m for m in messages)  # a concurrency change
+    assert any("completed: 300 items" in m for m in messages)  # the finished job

@@ -119,6 +119,7 @@ def test_guess_columns_from_headers_and_synonyms():
         "name": None, "first_name": "Patron First Name", "last_name": "Surname", "phone": "Mobile",
         "email": "E-mail Address", "address": None, "street": "Address Line 1", "city": "Town",
         "state": "Province", "zip": "Postcode", "country": "Country", "dob": "Birthdate",
+        "house_number": None, "address_2": None, "identifier": None,
     }
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from utils.threading_manager import ThreadingManager
 
@@ -87,10 +88,11 @@ class BenchmarkRun:
 def run_benchmark(manager: ThreadingManager, fn: Callable[[Any], Any], items: Sequence[Any], workload: str,
                   worker_counts: Sequence[int], chunk_sizes: Sequence[int | None] = (None,), kind: str = "auto",
                   pool: str | None = None, run: BenchmarkRun | None = None,
-                  record: Callable[[dict], None] | None = None) -> BenchmarkResult:
+                  record: Callable[[dict], None] | None = None, owner: str | None = None) -> BenchmarkResult:
     """Time fn over items sequentially, then on the manager for each workers × chunk-size setting.
 
     `record` receives one row per measurement (e.g. the store's record_run, for Analytics).
+    `owner`: whose share the parallel runs count against (every job has an owner).
     """
     run = run or BenchmarkRun(1 + len(worker_counts) * len(chunk_sizes))
     try:
@@ -108,11 +110,13 @@ def run_benchmark(manager: ThreadingManager, fn: Callable[[Any], Any], items: Se
                 run.stage = f"{workers} workers, chunk {chunk or 'auto'}"
                 started = time.perf_counter()
                 job = manager.map(fn, items, max_workers=workers, chunk_size=chunk, kind=kind, pool=pool,
-                                  name=f"benchmark:{workload}")
+                                  name=f"benchmark:{workload}", owner=owner)
                 job.result()
                 seconds = time.perf_counter() - started
                 progress = job.progress()
-                effective = min(workers, manager.pool_settings(progress.pool)["workers"])
+                settings = manager.pool_settings(progress.pool)  # threads honour max_workers up to the total
+                ceiling = settings["workers"] if settings["backend"] != "thread" else manager.config.max_total_workers
+                effective = min(workers, ceiling)
                 speedup = sequential / seconds if seconds > 0 else 0.0
                 result.measurements.append(Measurement(effective, chunk, seconds, speedup, speedup / effective,
                                                        progress.backend, progress.backend_reason,

@@ -2,8 +2,8 @@
 
 An outcome is a plain tuple so that sending thousands of them back from a
 process costs little: (ok, value, attempts, seconds). For a failure, value is
-(error type name, message, exception or None); the exception object travels only
-inside one process, where it can be re-raised for `submit_task` callers.
+(error type name, message, exception or None, traceback text); the exception object
+travels only inside one process, where it can be re-raised for `submit_task` callers.
 
 A process chunk whose items all succeeded at the first attempt (the usual case)
 comes back compact instead: a tuple (values, seconds) with seconds an array of
@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from array import array
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from utils.item_errors import is_transient
 
 Outcome = tuple  # (ok: bool, value: Any, attempts: int, seconds: float)
+TRACEBACK_FRAMES = 12  # innermost frames kept of a failed item's traceback
+TRACEBACK_CHARS = 8000
 
 
 class ChunkWatch:
@@ -27,7 +31,7 @@ class ChunkWatch:
     __slots__ = ("lock", "outcomes", "current_started", "abandoned", "thread", "ran")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards outcomes and abandoned (the worker appends, a timeout abandons)
         self.outcomes: list[Outcome] = []
         self.current_started: float | None = None
         self.abandoned = False
@@ -125,7 +129,8 @@ def _after_failure(fn: Callable, item: Any, exc: Exception, retries: int, backof
         except Exception as again:  # noqa: BLE001
             exc = again
     message = str(exc) or exc.__class__.__name__
-    return (False, (type(exc).__name__, message, exc if keep_exception else None), attempt,
+    trace = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))[-TRACEBACK_CHARS:]
+    return (False, (type(exc).__name__, message, exc if keep_exception else None, trace), attempt,
             time.perf_counter() - started)
 
 

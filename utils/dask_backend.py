@@ -53,11 +53,16 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from config.threading_config import BackendName
+    from utils.threading_manager import ThreadingManager
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +83,7 @@ def _worker_check() -> dict:
     importlib.import_module("streamlit_app")
     runner = importlib.import_module("utils.chunk_runner")
     return {"python": sys.version.split()[0], "pid": os.getpid(),
-            "project": os.path.dirname(os.path.dirname(os.path.abspath(runner.__file__)))}
+            "project": os.path.dirname(os.path.dirname(os.path.abspath(runner.__file__ or "")))}
 
 
 def _worker_pid() -> int:
@@ -147,7 +152,7 @@ class DaskWorkers:
         self.workers = workers
         self.client = client
         self.address = address
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending, _closed, generation and the counters
         self._pending: dict[str, _Pending] = {}
         self._closed = False
         self.generation = next(_generations)
@@ -155,11 +160,11 @@ class DaskWorkers:
         self.rebuilds = 0  # chunks timed out: their workers were restarted
         self.worker_deaths = 0  # chunks that came back from a dead worker (or a lost scheduler)
         self._initializer = initializer
-        self._plugin_lock = threading.Lock()
+        self._plugin_lock = threading.Lock()  # guards _plugin_set: one initializer plugin registered at a time
         self._plugin_name = f"spindle-initializer-{name}"
         self._plugin_set = False
         self.dashboard_link: str | None = None
-        self._restore: tuple[str, int] | None = None  # the pool's local kind and workers, for detach_dask
+        self._restore: tuple[BackendName, int] | None = None  # the pool's local backend and workers, for detach_dask
         self._restarts: list[threading.Thread] = []  # workers being restarted after a timeout
         # Called once, in a thread of its own, when the client gave up reconnecting to the
         # scheduler: attach_dask uses it to give the pool back to local processes.
@@ -422,7 +427,7 @@ def _tcp_unreachable(address: str, timeout: float) -> str | None:
             return None
     except socket.gaierror:
         return f"unknown host {host!r}"
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return f"no answer after {timeout:g} s"
     except OSError as exc:
         return (exc.strerror or str(exc)).lower()
@@ -446,16 +451,16 @@ def _dashboard(client: Any) -> str | None:
         return None
 
 
-def _dask_backend(manager: Any, pool: str) -> DaskWorkers | None:
-    target = manager._get_pool(pool)
-    return target.processes if isinstance(target.processes, DaskWorkers) else None
+def _dask_backend(manager: ThreadingManager, pool: str) -> DaskWorkers | None:
+    backend = manager.pool_backend(pool)
+    return backend if isinstance(backend, DaskWorkers) else None
 
 
-def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 5.0, *,
+def attach_dask(manager: ThreadingManager, address: str, pool: str = "cpu", timeout: float = 5.0, *,
                 chunks_per_thread: int = 1) -> DaskStatus:
     """Connect to a Dask scheduler and run `pool`'s process work on its cluster.
 
-    On success the pool's kind becomes "dask", its backend a `DaskWorkers` and its
+    On success the pool's backend becomes "dask" (a `DaskWorkers`) and its
     `workers` (chunks in flight) the cluster's total threads times `chunks_per_thread`.
     With 2, each worker thread has a chunk queued behind the running one, which hides
     the ~10 ms scheduler round trip per chunk (see benchmarks/bench_dask.py). On any
@@ -465,7 +470,7 @@ def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 
     if chunks_per_thread < 1:
         raise ValueError(f"chunks_per_thread must be at least 1, not {chunks_per_thread}")
     address = address.strip()
-    target = manager._get_pool(pool)  # ValueError for an unknown pool, before any network
+    settings = manager.pool_settings(pool)  # ValueError for an unknown pool, before any network
     try:
         from distributed import Client
     except ImportError as exc:
@@ -485,8 +490,9 @@ def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 
         checks = client.run(_worker_check, on_error="return")
         broken = {w: r for w, r in checks.items() if isinstance(r, BaseException)}
         if broken:
-            worker, exc = next(iter(broken.items()))
-            detail = _short(exc) if type(exc) is Exception else f"{type(exc).__name__}: {_short(exc)}"
+            worker, failure = next(iter(broken.items()))
+            detail = (_short(failure) if type(failure) is Exception
+                      else f"{type(failure).__name__}: {_short(failure)}")
             raise RuntimeError(f"{len(broken)} of {len(checks)} workers cannot import Spindle's code "
                                f"({worker}: {detail}); start them with "
                                f"PYTHONPATH={PROJECT_ROOT} in the project's environment")
@@ -505,32 +511,29 @@ def attach_dask(manager: Any, address: str, pool: str = "cpu", timeout: float = 
     if _dask_backend(manager, pool) is not None:
         detach_dask(manager, pool)
     in_flight = threads * chunks_per_thread
-    backend = DaskWorkers(pool, in_flight, client, address, getattr(target, "initializer", None))
+    settings = manager.pool_settings(pool)  # again: detach_dask may just have restored it
+    backend = DaskWorkers(pool, in_flight, client, address, settings["initializer"])
     backend.dashboard_link = _dashboard(client)
     backend.on_lost = lambda: _after_loss(manager, pool, backend)
-    with manager._lock:
-        old = target.processes
-        backend._restore = (target.kind, target.workers)
-        target.kind, target.processes, target.workers = "dask", backend, in_flight
+    backend._restore = (settings["backend"], settings["workers"])
+    old = manager.set_backend(pool, backend, name="dask", workers=in_flight)
     if old is not None:
         old.shutdown(wait=False, kill=False)  # idle local workers exit; chunks already running finish
-    manager._wake_dispatcher()
     message = (f"running the {pool!r} pool on the Dask cluster at {address}: {n_workers} workers, "
                f"{threads} threads, up to {in_flight} chunks in flight")
     log.info(message)
     return DaskStatus(address, True, message, pool, n_workers, threads, backend.dashboard_link)
 
 
-def _after_loss(manager: Any, pool: str, backend: DaskWorkers) -> None:
-    with manager._lock:
-        if manager._get_pool(pool).processes is not backend:
-            return
+def _after_loss(manager: ThreadingManager, pool: str, backend: DaskWorkers) -> None:
+    if manager.pool_backend(pool) is not backend:
+        return
     log.warning("lost the Dask scheduler at %s for good; the %r pool runs on local processes again",
                 backend.address, pool)
     detach_dask(manager, pool, wait=False)
 
 
-def detach_dask(manager: Any, pool: str | None = None, wait: bool = True) -> bool:
+def detach_dask(manager: ThreadingManager, pool: str | None = None, wait: bool = True) -> bool:
     """Go back to local processes (`pool`, or every pool on Dask); True when one was detached.
 
     New chunks go to the local pool at once; with `wait`, chunks on the cluster finish first.
@@ -538,20 +541,19 @@ def detach_dask(manager: Any, pool: str | None = None, wait: bool = True) -> boo
     names = [pool] if pool is not None else manager.pool_names()
     detached = False
     for name in names:
-        target = manager._get_pool(name)
-        with manager._lock:
-            backend = target.processes if isinstance(target.processes, DaskWorkers) else None
-            if backend is None:
-                continue
-            kind, workers = backend._restore or ("process", manager.config.pools[name].workers)
-            target.kind, target.workers, target.processes = kind, workers, None
+        backend = _dask_backend(manager, name)
+        if backend is None:
+            continue
+        local: BackendName
+        local, workers = backend._restore or ("process", manager.config.pools[name].workers)
+        if manager.set_backend(name, None, name=local, workers=workers, expect=backend) is not backend:
+            continue  # someone else swapped it meanwhile
         backend.shutdown(wait=wait, kill=False)
         detached = True
-    manager._wake_dispatcher()
     return detached
 
 
-def attach_from_settings(manager: Any, settings: Any, timeout: float = 5.0) -> DaskStatus | None:
+def attach_from_settings(manager: ThreadingManager, settings: Any, timeout: float = 5.0) -> DaskStatus | None:
     """`DASK_SCHEDULER_ADDRESS` set: attach the "cpu" pool to that cluster; None when it is empty."""
     address = (getattr(settings, "dask_scheduler_address", "") or "").strip()
     if not address:
@@ -559,7 +561,7 @@ def attach_from_settings(manager: Any, settings: Any, timeout: float = 5.0) -> D
     return attach_dask(manager, address, timeout=timeout)
 
 
-def cluster_info(manager: Any, pool: str = "cpu") -> dict | None:
+def cluster_info(manager: ThreadingManager, pool: str = "cpu") -> dict | None:
     """What the Performance page shows about the cluster; None when `pool` runs locally.
 
     Keys: address, status, workers, threads, memory_limit_bytes, memory_used_bytes,
@@ -576,7 +578,7 @@ def cluster_info(manager: Any, pool: str = "cpu") -> dict | None:
     info: dict[str, Any] = {
         "address": backend.address, "status": getattr(client, "status", "unknown"), "workers": 0, "threads": 0,
         "memory_limit_bytes": 0, "memory_used_bytes": 0, "in_flight": backend.in_flight(),
-        "max_in_flight": manager._get_pool(pool).workers, "processing": 0,
+        "max_in_flight": manager.pool_settings(pool)["workers"], "processing": 0,
         "dashboard_link": backend.dashboard_link, "chunks_sent": backend.chunks_sent,
         "worker_deaths": backend.worker_deaths,
         "rebuilds": backend.rebuilds, "per_worker": [], "error": None,
@@ -606,159 +608,3 @@ def cluster_info(manager: Any, pool: str = "cpu") -> dict | None:
                 memory_used_bytes=sum(r["memory_used_bytes"] for r in rows),
                 processing=sum(r["processing"] for r in rows), per_worker=rows)
     return info
-
-
-# ---------------------------------------------------------------------- a throwaway local cluster
-def _stop_processes(processes: list) -> None:
-    """SIGTERM each process group (workers first), then SIGKILL what is left; close the logs."""
-    import signal
-    import subprocess
-
-    for process in reversed(processes):
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)  # its own session: the nanny and its worker
-            except ProcessLookupError:
-                pass
-    for process in reversed(processes):
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=5)
-        process.log_file.close()
-    processes.clear()
-
-
-class LocalDaskProcesses:
-    """A scheduler and worker processes on 127.0.0.1, started with the `dask` command line.
-
-    For tests and benchmarks: the same commands a person would type (see the module
-    docstring), each worker with its own nanny, the project root on PYTHONPATH, and
-    nothing listening beyond 127.0.0.1. `stop()` (or leaving the `with` block, or this
-    object being collected, or the interpreter exiting) ends every process it started.
-    As a safety net for a parent killed outright, the scheduler exits after
-    `idle_timeout` seconds without tasks and the workers 30 s after losing it.
-    """
-
-    def __init__(self, n_workers: int = 2, threads: int = 1, allowed_failures: int | None = None,
-                 env: dict[str, str] | None = None, project_on_path: bool = True,
-                 idle_timeout: float | None = 300.0) -> None:
-        import multiprocessing
-        import sys
-        import tempfile
-        import weakref
-
-        if multiprocessing.parent_process() is not None:
-            # A spawned or forkserver child re-running a script's top level: starting a cluster
-            # here would start one per child. Guard the script with `if __name__ == "__main__":`.
-            raise RuntimeError("LocalDaskProcesses must not start inside a multiprocessing child process")
-        self.n_workers = n_workers
-        self.threads = threads
-        self.idle_timeout = idle_timeout
-        self._dir = tempfile.TemporaryDirectory(prefix="spindle-dask-")
-        self._processes: list[Any] = []
-        self._finalizer = weakref.finalize(self, _stop_processes, self._processes)
-        self.address = ""
-        dask_cli = os.path.join(os.path.dirname(sys.executable), "dask")
-        self._cli = [dask_cli] if os.path.exists(dask_cli) else [sys.executable, "-m", "dask"]
-        self._env = dict(os.environ)
-        self._env.update(env or {})
-        if project_on_path:
-            self._env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (PROJECT_ROOT, self._env.get("PYTHONPATH", "")) if p)
-        else:  # only to show what a worker without the project root says
-            self._env.pop("PYTHONPATH", None)
-        if allowed_failures is not None:
-            self._env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = str(allowed_failures)
-
-    def __enter__(self) -> "LocalDaskProcesses":
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
-
-    def _spawn(self, args: list[str], log_name: str) -> Any:
-        import subprocess
-
-        log_file = open(os.path.join(self._dir.name, log_name), "wb")  # noqa: SIM115 - closed in stop()
-        try:
-            process = subprocess.Popen(self._cli + args, env=self._env, stdout=log_file, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, cwd=self._dir.name, start_new_session=True)
-        except BaseException:
-            log_file.close()
-            raise
-        process.log_file = log_file  # type: ignore[attr-defined]
-        self._processes.append(process)
-        return process
-
-    def start(self, timeout: float = 60.0) -> str:
-        """Start the scheduler and the workers and wait for them; on any failure, stop them all."""
-        try:
-            return self._start(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start(self, timeout: float) -> str:
-        import json
-        import time
-
-        scheduler_file = os.path.join(self._dir.name, "scheduler.json")
-        args = ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                "--dashboard-address", "127.0.0.1:0", "--scheduler-file", scheduler_file]
-        if self.idle_timeout:
-            args += ["--idle-timeout", f"{self.idle_timeout:g}s"]
-        scheduler = self._spawn(args, "scheduler.log")
-        deadline = time.monotonic() + timeout
-        while not self.address:
-            if scheduler.poll() is not None:
-                raise RuntimeError(f"the Dask scheduler exited: {self.log('scheduler.log')[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Dask scheduler did not start in time")
-            try:
-                with open(scheduler_file, encoding="utf-8") as handle:
-                    self.address = json.load(handle)["address"]
-            except (OSError, ValueError, KeyError):
-                time.sleep(0.05)
-        for i in range(self.n_workers):
-            self.add_worker(f"worker-{i}")
-        if self.n_workers:
-            self.wait_for_workers(self.n_workers, max(1.0, deadline - time.monotonic()))
-        return self.address
-
-    def add_worker(self, name: str) -> Any:
-        return self._spawn(["worker", self.address, "--name", name, "--nworkers", "1", "--nthreads",
-                            str(self.threads), "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address",
-                            "127.0.0.1:0", "--local-directory", self._dir.name, "--death-timeout", "30"],
-                           f"{name}.log")
-
-    def wait_for_workers(self, n: int, timeout: float = 60.0) -> None:
-        from distributed import Client
-
-        with Client(self.address, timeout=timeout, set_as_default=False) as client:
-            client.wait_for_workers(n, timeout=timeout)
-
-    def kill_scheduler(self) -> None:
-        """SIGKILL the scheduler (to try losing it); its workers give up after their death timeout."""
-        import signal
-
-        try:
-            os.killpg(self._processes[0].pid, signal.SIGKILL)
-        except (IndexError, ProcessLookupError):
-            pass
-
-    def log(self, name: str) -> str:
-        try:
-            with open(os.path.join(self._dir.name, name), encoding="utf-8", errors="replace") as handle:
-                return handle.read()
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        _stop_processes(self._processes)
-        self._dir.cleanup()

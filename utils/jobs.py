@@ -1,4 +1,9 @@
-"""A job: one batch mapped over a pool, with progress a page can poll without blocking."""
+"""A job: one batch mapped over a pool, with progress a page can poll without blocking.
+
+Every field a job has is declared here; the manager changes them under its lock
+(`ThreadingManager._lock`), readers take `progress()` snapshots. A job is finished when
+every item is stored or failed with a reason: `finished_flag`, set once by `mark_finished`.
+"""
 from __future__ import annotations
 
 import itertools
@@ -6,21 +11,30 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Literal
 
 from utils.item_errors import ItemError
 
-_MISSING = object()
+_MISSING: Any = object()
+SYSTEM_OWNER = "system"  # owner of work started without one (scripts, the app itself): shares like a user
+
+Requested = Literal["auto", "thread", "process", "sequential"]  # what the caller asked for
+Backend = Literal["thread", "process", "dask", "sequential"]  # where the job's chunks actually run
+Phase = Literal["probe", "run"]  # probe: first chunks timed to choose a backend; run: sized chunks
+Status = Literal["queued", "probing", "running", "completed", "cancelled"]
+# (index, value or ItemError, attempts, seconds) for each item of a finished chunk
+Delivered = list[tuple[int, Any, int, float]]
 
 
 @dataclass(frozen=True)
 class JobProgress:
     job_id: str
     name: str
-    owner: str | None
+    owner: str
     pool: str
-    status: str  # queued, probing, running, completed, cancelled, failed
+    status: Status
     total: int | None
     done: int  # finished items, failed ones included
     failed: int
@@ -41,52 +55,84 @@ class JobProgress:
         return dict(self.__dict__, fraction=self.fraction)
 
 
+@dataclass
+class Probe:
+    """Measurements of the first chunks, from which the backend is chosen."""
+
+    cpu_s: float = 0.0  # CPU seconds the probe chunks used
+    spans: list[tuple[float, float]] = field(default_factory=list)  # when each probe chunk ran (monotonic)
+    items: int = 0
+    sent: int = 0  # probe chunks handed out this round
+    target: int = 1  # probe chunks this round (one per free slot)
+    time_s: float = 0.0  # wall seconds of the finished rounds
+    rounds: int = 0
+    gil_sampler: Any = None  # a GilSampler while an automatic choice is being made
+
+
+@dataclass(eq=False)
 class Job:
     """State of one mapped batch. The manager mutates it under its own lock; readers get snapshots."""
 
-    def __init__(self, fn: Callable, items: Iterable[Any], *, name: str, owner: str | None, pool: str,
-                 kind: str, chunk_size: int | None, max_workers: int | None, retries: int,
-                 timeout: float | None, on_progress: Callable[[int, int | None], None] | None,
-                 on_chunk: Callable[["Job", list[tuple[int, Any, int, float]]], None] | None,
-                 job_id: str | None = None) -> None:
+    fn: Callable[[Any], Any]
+    items: InitVar[Iterable[Any]]
+    name: str
+    owner: str | None = SYSTEM_OWNER
+    pool: str = "default"
+    requested: Requested = "auto"  # what the caller asked for (the job's backend says where it runs)
+    chunk_size: int | None = None  # the last chunk size used; the caller's until then
+    max_workers: int | None = None
+    retries: int = 0
+    timeout: float | None = None
+    on_progress: Callable[[int, int | None], None] | None = None
+    on_chunk: Callable[[Job, Delivered], None] | None = None
+    job_id: InitVar[str | None] = None
+    on_done: Callable[[list[Any]], None] | None = None  # called once with the results when it finishes
+    wake: Callable[[], None] | None = None  # wakes the dispatcher (set by the manager)
+
+    id: str = field(init=False)
+    explicit_chunk_size: int | None = field(init=False)
+    total: int | None = field(init=False)
+    results: list[Any] = field(init=False)
+    requeued: deque[list[tuple[int, Any]]] = field(init=False, default_factory=deque)
+    # Single items that were running when a worker process died beside another item: each is
+    # re-run alone (isolated) so that only the item that kills its worker is blamed.
+    suspects: deque[list[tuple[int, Any]]] = field(init=False, default_factory=deque)
+    tracebacks: dict[int, str] = field(init=False, default_factory=dict)  # failed item -> its traceback text
+    failed_inputs: dict[int, Any] = field(init=False, default_factory=dict)  # failed item -> its input (for a retry)
+    slowest: list[tuple[float, int]] = field(init=False, default_factory=list)  # (seconds, index), slowest first
+    breaks: dict[int, int] = field(init=False, default_factory=dict)  # worker deaths seen per item
+    alone_breaks: dict[int, int] = field(init=False, default_factory=dict)  # ...while it ran alone
+    seen: int = field(init=False, default=0)  # items taken from the source
+    done: int = field(init=False, default=0)
+    failed: int = field(init=False, default=0)
+    in_flight: int = field(init=False, default=0)  # chunks handed out and not finished
+    backend: Backend = field(init=False)
+    backend_reason: str = field(init=False)
+    phase: Phase = field(init=False)
+    probe: Probe = field(init=False, default_factory=Probe)
+    per_item_s: float | None = field(init=False, default=None)
+    created: float = field(init=False, default_factory=time.monotonic)
+    started: float | None = field(init=False, default=None)
+    finished: float | None = field(init=False, default=None)
+    status: Status = field(init=False, default="queued")
+    finishing: bool = field(init=False, default=False)  # one thread is running the finish callbacks
+    cancel_event: threading.Event = field(init=False, default_factory=threading.Event)
+    exception_for_future: BaseException | None = field(init=False, default=None)
+    _done_event: threading.Event = field(init=False, default_factory=threading.Event)
+    _source: Iterator[tuple[int, Any]] = field(init=False)
+    _source_done: bool = field(init=False, default=False)
+    _final_progress: tuple[tuple, JobProgress] | None = field(init=False, default=None)
+
+    def __post_init__(self, items: Iterable[Any], job_id: str | None) -> None:
         self.id = job_id or uuid.uuid4().hex[:12]
-        self.fn = fn
-        self.name = name
-        self.owner = owner
-        self.pool = pool
-        self.kind = kind
-        self.explicit_chunk_size = chunk_size
-        self.max_workers = max_workers
-        self.retries = retries
-        self.timeout = timeout
-        self.on_progress = on_progress
-        self.on_chunk = on_chunk
-        self.total: int | None = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
-        self._source: Iterator[tuple[int, Any]] = enumerate(items)
-        self._source_done = False
-        self.requeued: deque[list[tuple[int, Any]]] = deque()
-        # Single items that were running when a worker process died beside another item: each is
-        # re-run alone (isolated) so that only the item that kills its worker is blamed.
-        self.suspects: deque[list[tuple[int, Any]]] = deque()
-        self.results: list[Any] = [_MISSING] * self.total if self.total is not None else []
-        self.seen = 0  # items taken from the source
-        self.done = 0
-        self.failed = 0
-        self.in_flight = 0
-        self.backend = "thread" if kind in ("auto", "thread") else kind
-        self.backend_reason = "probing" if kind == "auto" else f"asked for {kind}"
-        self.phase = "probe" if kind in ("auto", "thread") else "run"
-        self.probe_cpu = 0.0
-        self.probe_span: list[float] = []
-        self.per_item_s: float | None = None
-        self.chunk_size: int | None = chunk_size
-        self.created = time.monotonic()
-        self.started: float | None = None
-        self.finished: float | None = None
-        self.status = "queued"
-        self.cancel_event = threading.Event()
-        self._done_event = threading.Event()
-        self.exception_for_future: BaseException | None = None
+        self.owner = self.owner or SYSTEM_OWNER
+        self.explicit_chunk_size = self.chunk_size
+        self.total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+        self._source = enumerate(items)
+        self.results = [_MISSING] * self.total if self.total is not None else []
+        self.backend = "thread" if self.requested in ("auto", "thread") else self.requested  # type: ignore[assignment]
+        self.backend_reason = "probing" if self.requested == "auto" else f"asked for {self.requested}"
+        self.phase = "probe" if self.requested in ("auto", "thread") else "run"
 
     # --- items -------------------------------------------------------------------------------
     def take(self, size: int) -> list[tuple[int, Any]]:
@@ -159,9 +205,10 @@ class Job:
         self.done += fresh
 
     def is_finished_locked(self) -> bool:
+        """Every item stored or failed: nothing running, nothing waiting, the source read to its end."""
         return self.in_flight == 0 and not self.has_waiting() and (self._source_done or self.total is not None)
 
-    def mark_finished(self, status: str) -> None:
+    def mark_finished(self, status: Literal["completed", "cancelled"]) -> None:
         self.status = status
         self.finished = time.monotonic()
         if self.total is None:
@@ -170,7 +217,7 @@ class Job:
 
     # --- reading -----------------------------------------------------------------------------
     def progress(self) -> JobProgress:
-        cached = self.__dict__.get("_final_progress")
+        cached = self._final_progress
         key = (self.finished, self.done, self.failed, self.status)
         if cached is not None and cached[0] == key:
             return cached[1]  # a finished job's progress no longer changes: dashboards re-read it cheaply
@@ -180,8 +227,9 @@ class Job:
         eta = None
         if self.total is not None and rate > 0 and self.finished is None:
             eta = (self.total - self.done) / rate
-        progress = JobProgress(self.id, self.name, self.owner, self.pool, self.status, self.total, self.done,
-                               self.failed, rate, elapsed, eta, self.backend, self.backend_reason, self.chunk_size)
+        progress = JobProgress(self.id, self.name, self.owner or SYSTEM_OWNER, self.pool, self.status, self.total,
+                               self.done, self.failed, rate, elapsed, eta, self.backend, self.backend_reason,
+                               self.chunk_size)
         if self.finished is not None:
             self._final_progress = (key, progress)
         return progress
@@ -189,15 +237,15 @@ class Job:
     def cancel(self) -> None:
         """Stop handing out items; items not run are marked cancelled, never dropped."""
         self.cancel_event.set()
-        manager = getattr(self, "_manager", None)
-        if manager is not None:
-            manager._wake_dispatcher()
+        if self.wake is not None:
+            self.wake()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done_event.wait(timeout)
 
     @property
     def finished_flag(self) -> bool:
+        """The one notion of finished: every item is stored or failed with a reason."""
         return self._done_event.is_set()
 
     def result(self, timeout: float | None = None) -> list[Any]:

@@ -9,14 +9,16 @@ Limits come from the settings and are reported naming the file and the limit.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, as_completed
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from config.settings import Settings
 from utils.store.base import Store, now
@@ -29,6 +31,10 @@ _UNSAFE = re.compile(r'[<>:"|?*]')
 
 class UploadRejected(ValueError):
     """An upload broke a rule (size, count, content); the message says which file and which limit."""
+
+
+class DiskFull(UploadRejected):
+    """The data folder has no room left; nothing partial was kept."""
 
 
 class TaskSubmitter(Protocol):
@@ -69,6 +75,10 @@ class SmartStorage:
     def max_bytes(self) -> int:
         return self.settings.max_upload_mb * 1024 * 1024
 
+    @property
+    def max_batch_bytes(self) -> int:
+        return self.settings.max_batch_mb * 1024 * 1024
+
     def save_upload(self, owner: str, name: str, data: bytes) -> dict:
         """Check, store (once per content) and record one file; returns its metadata row."""
         safe = sanitize_name(name)
@@ -84,25 +94,37 @@ class SmartStorage:
         file_id = hashlib.sha256(f"{owner}\0{safe}\0{sha}".encode()).hexdigest()[:32]
         existing = self.store.get_file(file_id)
         if existing is not None:
-            return existing
+            return dict(existing)
         if self.bucket is not None:
             path, storage = f"{sha[:2]}/{sha}", "supabase"
             self.bucket.upload(path, data)
         else:
-            path, storage = self._write_local(sha, data), "local"
+            path, storage = self._write_local(sha, data, safe), "local"
         meta = {"id": file_id, "owner": owner, "name": safe, "size": len(data), "sha256": sha,
                 "path": path, "storage": storage, "created_at": now()}
         self.store.add_file(meta)
-        return self.store.get_file(file_id) or meta
+        return dict(self.store.get_file(file_id) or meta)
 
-    def _write_local(self, sha: str, data: bytes) -> str:
-        """Write the bytes under their hash unless already there; returns the path relative to data_dir."""
+    def _write_local(self, sha: str, data: bytes, name: str = FALLBACK_NAME) -> str:
+        """Write the bytes under their hash unless already there; returns the path relative to data_dir.
+
+        A failed write leaves nothing behind: the .part file is removed, and a full disk is said plainly.
+        """
         target = self.uploads_dir / sha[:2] / sha
         if not (target.is_file() and target.stat().st_size == len(data)):
-            target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{sha}.{uuid.uuid4().hex}.part")
-            partial.write_bytes(data)
-            os.replace(partial, target)  # atomic: readers never see half a file, racing writers agree
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_bytes(data)
+                os.replace(partial, target)  # atomic: readers never see half a file, racing writers agree
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFull(
+                        f"{name} was not stored: the server's disk is full (no space left in its data folder). "
+                        "Nothing partial was kept; try again when space is freed."
+                    ) from exc
+                raise
         return target.relative_to(self.data_dir).as_posix()
 
     def read(self, file_meta: dict) -> bytes:
@@ -126,7 +148,8 @@ class SmartStorage:
         """Save many files; one bad file never stops the others.
 
         Returns (saved metadata in input order, errors as {"index", "name", "error"}).
-        Files past MAX_FILES_PER_UPLOAD are reported as errors. With a manager the
+        Files past MAX_FILES_PER_UPLOAD, or past MAX_BATCH_MB in all, are reported as errors
+        without being stored. With a manager the
         files are saved on its "upload" pool; on_progress(done, total) is called in
         this thread after each file, so a page may update its progress bar from it.
         """
@@ -138,7 +161,18 @@ class SmartStorage:
             errors[index] = {"index": index, "name": sanitize_name(name),
                              "error": f"{sanitize_name(name)} is file {index + 1} of {total}, over the limit of "
                                       f"{limit} files per upload (MAX_FILES_PER_UPLOAD)"}
-        accepted = list(enumerate(files[:limit]))
+        accepted = []
+        batch_bytes, batch_limit = 0, self.max_batch_bytes
+        for index, (name, data) in enumerate(files[:limit]):
+            size = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else 0
+            if batch_bytes + size > batch_limit:
+                errors[index] = {"index": index, "name": sanitize_name(name),
+                                 "error": f"{sanitize_name(name)} was not stored: with it the batch would pass "
+                                          f"{self.settings.max_batch_mb:,} MB in all, the limit per batch "
+                                          "(MAX_BATCH_MB)"}
+            else:
+                batch_bytes += size
+                accepted.append((index, (name, data)))
         progress = {"done": len(errors)}
 
         def finish(index: int, result: Callable[[], dict]) -> None:

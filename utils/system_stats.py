@@ -27,7 +27,7 @@ class SystemSampler:
 
     def __init__(self, max_age: float = 0.5) -> None:
         self._max_age = max_age
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _snapshot and _taken (one psutil read at a time)
         self._process = psutil.Process(os.getpid())
         psutil.cpu_percent(interval=None)  # first call primes the counter
         self._taken = 0.0

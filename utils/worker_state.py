@@ -6,7 +6,8 @@ resource that is not thread-safe is never shared between two workers.
 from __future__ import annotations
 
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 _local = threading.local()

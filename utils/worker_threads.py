@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 _RETIRE = object()
@@ -21,12 +21,14 @@ class WorkerThreads:
     def __init__(self, name: str, workers: int, initializer: Callable[[], None] | None = None) -> None:
         self.name = name
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _threads, _to_retire, _target and _times
         self._threads: set[threading.Thread] = set()
         self._to_retire: set[threading.Thread] = set()
         self._initializer = initializer
         self._counter = itertools.count(1)
         self._target = 0
+        # Per worker thread (by name): [started, seconds running work, seconds waiting for work].
+        self._times: dict[str, list[float]] = {}
         self.resize(workers)
 
     @property
@@ -62,6 +64,15 @@ class WorkerThreads:
         with self._lock:
             return thread in self._to_retire
 
+    def worker_times(self) -> list[dict]:
+        """Each live worker's busy and idle seconds since it started (MPIRE's insights, for threads)."""
+        now = time.monotonic()
+        with self._lock:
+            alive = {t.name for t in self._threads}
+            rows = [{"worker": name, "busy_s": busy, "idle_s": idle, "age_s": now - started}
+                    for name, (started, busy, idle) in self._times.items() if name in alive]
+        return sorted(rows, key=lambda r: r["worker"])
+
     def alive(self) -> int:
         with self._lock:
             return len(self._threads) - len(self._to_retire)
@@ -86,6 +97,10 @@ class WorkerThreads:
 
     def _loop(self) -> None:
         me = threading.current_thread()
+        clock = time.monotonic
+        times = [clock(), 0.0, 0.0]
+        with self._lock:
+            self._times[me.name] = times
         try:
             if self._initializer is not None:
                 self._initializer()
@@ -93,13 +108,17 @@ class WorkerThreads:
             log.exception("worker initializer failed in %s", me.name)
         try:
             while True:
+                waited = clock()
                 work = self._queue.get()
+                started = clock()
+                times[2] += started - waited
                 if work is _RETIRE:
                     return
                 try:
                     work()
                 except Exception:  # noqa: BLE001 - work items report their own errors
                     log.exception("unhandled error in %s", me.name)
+                times[1] += clock() - started
                 with self._lock:
                     if me in self._to_retire:
                         return
@@ -107,3 +126,4 @@ class WorkerThreads:
             with self._lock:
                 self._threads.discard(me)
                 self._to_retire.discard(me)
+                self._times.pop(me.name, None)

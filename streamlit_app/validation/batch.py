@@ -16,8 +16,12 @@ threads with the shared rate limiter, cached in the store.
 from __future__ import annotations
 
 import functools
+import math
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -25,12 +29,13 @@ from streamlit_app.validation.duplicates import DEFAULT_THRESHOLD, cluster_pairs
 from streamlit_app.validation.export import problems_report
 from streamlit_app.validation.record_check import validate_record
 from streamlit_app.validation.records import ROLES, normalise_records
+from utils.task_registry import task
 
 if TYPE_CHECKING:  # workers import this module for check_record: keep the store out of them
     from utils.services import Services
 
 KIND = "validation"
-CHECK_FN = "streamlit_app.validation.batch:check_record"
+CHECK_FN = "validation.check_record"  # the registered task (the old import path is its alias)
 GEOCODE_LIMITER = "google_geocoding"
 GEOCODE_NAMESPACE = "geocode"
 MERGES_NAMESPACE = "validation_merges"
@@ -49,6 +54,7 @@ VALIDATE_OPTIONS = ("default_region", "phone_details", "fields")
 
 # --------------------------------------------------------------------------- the worker entry
 
+@task(CHECK_FN)
 def check_record(item: dict, params: dict) -> dict:
     """Worker entry (fn(item, params)): validate one stored record with the job's options."""
     record = {key: value for key, value in item.items() if key != SHEET_KEY}
@@ -111,40 +117,185 @@ def job_info(services: Services, job_id: str) -> dict:
 # --------------------------------------------------------------------------- reading results
 
 def running_counts(services: Services, job_id: str) -> dict[str, int]:
-    """Valid, invalid, failed and pending records so far (read from the store while the job runs)."""
-    counts = services.store.item_counts(job_id)
+    """Valid, invalid, failed and pending records so far (read from the store while the job runs).
+
+    Polled every second or so: a finished job's counts are read once; a running job's are kept by the job's
+    _StreamedRows, which each poll extends with the rows finished since, not by reading every row again.
+    """
+    from streamlit_app.job_cache import cached, job_version
+
+    store = services.store
+    version = job_version(store, job_id)
+    if not isinstance(version, tuple) or version[0] == "running":
+        counts = store.item_counts(job_id)
+        valid, invalid = _streamed_rows(services, job_id).update(store, job_id) if counts.get("completed", 0) \
+            else (0, 0)
+        return {"valid": valid, "invalid": invalid, "pending": counts.get("pending", 0),
+                "failed": counts.get("failed", 0) + counts.get("cancelled", 0)}
+    def build() -> dict[str, int]:
+        _seed_finished_rows(services, job_id, version)
+        return _final_counts(store, job_id)
+
+    return cached(store, job_id, "running_counts", build, version)
+
+
+def _final_counts(store: Any, job_id: str) -> dict[str, int]:
+    counts = store.item_counts(job_id)
     out = {"valid": 0, "invalid": 0, "failed": counts.get("failed", 0) + counts.get("cancelled", 0),
            "pending": counts.get("pending", 0)}
-    if counts.get("completed", 0):
-        for row in services.store.item_rows(job_id, status="completed"):
-            status = (row.get("result") or {}).get("status")
-            out["valid" if status == "valid" else "invalid"] += 1
+    from streamlit_app.job_cache import job_rows
+
+    for row in job_rows(store, job_id):
+        if row["status"] == "completed":
+            out["valid" if _verdict(row) == "valid" else "invalid"] += 1
     return out
 
 
+def _verdict(row: dict) -> str:
+    return str((row.get("result") or {}).get("status") or "")
+
+
+STREAM_ROWS = 1_000  # a running job's table shows at most this many finished rows (the newest) ...
+STREAM_PENDING = 100  # ... and the next rows still waiting: drawn on every poll, so kept small at 100,000 rows
+
+
+@dataclass
+class _StreamedRows:
+    """A running job's verdict tally and newest finished table lines, read a little at a time.
+
+    Chunks finish roughly in sheet order, so the records below `prefix_end` are all finished and counted
+    once; a poll reads only the completed rows above it (a chunk or two in flight), then moves the prefix on.
+    The last STREAM_ROWS lines of the prefix are kept for the live table; the rows above it are re-read.
+    """
+
+    columns: list[str] = field(default_factory=list)  # the sheet's columns, as the table shows them
+    prefix_end: int = 0  # every item with idx below this is completed or failed, and counted
+    prefix_completed: int = 0  # how many of those completed (the store's offset into completed rows)
+    prefix_failed: int = 0  # how many of those failed (the store's offset into failed rows)
+    valid: int = 0
+    invalid: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=STREAM_ROWS))  # (idx, line) of the prefix's newest
+    tail: list = field(default_factory=list)  # (idx, line) finished above the prefix, as of the last update
+    rows: list = field(default_factory=list)  # the prefix's item rows, as read: the finished job's rows, unread again
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards every field above: sessions poll together
+
+    def update(self, store: Any, job_id: str) -> tuple[int, int]:
+        """Read the rows finished since the last call; (valid, invalid) so far."""
+        renamed = _renamed(self.columns)
+        with self.lock:
+            tail = store.item_rows(job_id, status="completed", offset=self.prefix_completed)
+            failed = store.item_rows(job_id, status="failed", offset=self.prefix_failed)
+            finished = {row["idx"]: row for row in (*tail, *failed)}
+            while self.prefix_end in finished:
+                row = finished.pop(self.prefix_end)
+                if row["status"] == "completed":
+                    self.prefix_completed += 1
+                    self.valid += _verdict(row) == "valid"
+                    self.invalid += _verdict(row) != "valid"
+                else:
+                    self.prefix_failed += 1
+                self.recent.append((row["idx"], _line(row, self.columns, renamed)))
+                self.rows.append(row)
+                self.prefix_end += 1
+            self.tail = [(idx, _line(row, self.columns, renamed)) for idx, row in sorted(finished.items())]
+            verdicts = [_verdict(row) for row in finished.values() if row["status"] == "completed"]
+            tail_valid = sum(1 for verdict in verdicts if verdict == "valid")
+            return self.valid + tail_valid, self.invalid + len(verdicts) - tail_valid
+
+    def lines(self) -> list[tuple[int, dict]]:
+        """The newest finished lines (at most STREAM_ROWS), in sheet order."""
+        with self.lock:
+            return [*self.recent, *self.tail][-STREAM_ROWS:]
+
+
+def _seed_finished_rows(services: Services, job_id: str, version: Any) -> None:
+    """A job this server watched run already has its rows: read only the last ones, not all of them again."""
+    from streamlit_app.job_cache import CACHE, cached, store_key
+
+    streamed = CACHE.peek((store_key(services.store), job_id, "streamed_rows"))
+    record = services.store.get_job(job_id)
+    if streamed is None or record is None:
+        return
+    streamed.update(services.store, job_id)
+    with streamed.lock:
+        if streamed.prefix_end != record["total"] or streamed.tail:
+            return  # an item was cancelled, or rows are missing: the full read stays
+        rows = list(streamed.rows)
+    cached(services.store, job_id, "item_rows", lambda: rows, version)
+
+
+def _streamed_rows(services: Services, job_id: str) -> _StreamedRows:
+    from streamlit_app.job_cache import CACHE, store_key
+
+    return CACHE.get((store_key(services.store), job_id, "streamed_rows"), "streamed",
+                     lambda: _StreamedRows(columns=_input_columns(job_info(services, job_id), [])))
+
+
 def results_frame(services: Services, job_id: str) -> pd.DataFrame:
-    """One row per record: row, the sheet's columns, status, problems, then status/reason/normalized per field."""
+    """One row per record: row, the sheet's columns, status, problems, then status/reason/normalized per field.
+
+    Built once per job version (a finished job: once), so reruns of the page reuse it. While the job runs, the
+    table streams: the newest finished rows (at most STREAM_ROWS) and the next rows waiting, status "pending";
+    each poll reads only the rows finished since the last one.
+    """
+    from streamlit_app.job_cache import cached, job_version
+
+    version = job_version(services.store, job_id)
+    if isinstance(version, tuple) and version[0] == "running":
+        return cached(services.store, job_id, "streamed_results", lambda: _streamed_frame(services, job_id), version)
+
+    def build() -> pd.DataFrame:
+        _seed_finished_rows(services, job_id, version)
+        return _results_frame(services, job_id)
+
+    return cached(services.store, job_id, "results", build, version)
+
+
+def _streamed_frame(services: Services, job_id: str) -> pd.DataFrame:
+    streamed = _streamed_rows(services, job_id)
+    streamed.update(services.store, job_id)
+    columns, renamed = streamed.columns, _renamed(streamed.columns)
+    waiting = [(row["idx"], _line(row, columns, renamed))
+               for row in services.store.item_rows(job_id, status="pending", limit=STREAM_PENDING)]
+    return _frame([line for _, line in sorted([*streamed.lines(), *waiting], key=lambda pair: pair[0])], columns)
+
+
+def _results_frame(services: Services, job_id: str) -> pd.DataFrame:
+    from streamlit_app.job_cache import job_rows
+
     info = job_info(services, job_id)
-    rows = services.store.item_rows(job_id)
-    input_columns = _input_columns(info, rows)
-    renamed = {c: (f"input {c}" if c in RESULT_COLUMNS or c == "row" else c) for c in input_columns}
-    table = []
-    for item in rows:
-        record = item.get("input") or {}
-        result = item.get("result") or {}
-        line: dict[str, Any] = {"row": record.get("row", item["idx"] + 2)}
-        sheet = record.get(SHEET_KEY)
-        for column in input_columns:
-            line[renamed[column]] = (sheet or {}).get(column, "") if sheet is not None else record.get(column, "")
-        if item["status"] == "completed":
-            line.update({k: v for k, v in result.items() if k != "row"})
-            line["problems"] = "; ".join(str(p) for p in result.get("problems") or [])
-        else:
-            line["status"] = "failed" if item["status"] in ("failed", "cancelled") else "pending"
-            line["problems"] = _reason(item.get("error")) if line["status"] == "failed" else ""
-        table.append(line)
+    rows = job_rows(services.store, job_id)
+    columns = _input_columns(info, rows)
+    renamed = _renamed(columns)
+    return _frame([_line(item, columns, renamed) for item in rows], columns)
+
+
+def _renamed(input_columns: list[str]) -> dict[str, str]:
+    """A sheet column named like a result column is shown as "input <name>"."""
+    return {c: (f"input {c}" if c in RESULT_COLUMNS or c == "row" else c) for c in input_columns}
+
+
+def _line(item: Mapping[str, Any], input_columns: list[str], renamed: dict[str, str]) -> dict[str, Any]:
+    """One table line: the record's row and cells, then its verdict (or pending / failed with the reason)."""
+    record = item.get("input") or {}
+    result = item.get("result") or {}
+    line: dict[str, Any] = {"row": record.get("row", item["idx"] + 2)}
+    sheet = record.get(SHEET_KEY)
+    for column in input_columns:
+        line[renamed[column]] = (sheet or {}).get(column, "") if sheet is not None else record.get(column, "")
+    if item["status"] == "completed":
+        line.update({k: v for k, v in result.items() if k != "row"})
+        line["problems"] = "; ".join(str(p) for p in result.get("problems") or [])
+    else:
+        line["status"] = "failed" if item["status"] in ("failed", "cancelled") else "pending"
+        line["problems"] = _reason(item.get("error")) if line["status"] == "failed" else ""
+    return line
+
+
+def _frame(lines: list[dict], input_columns: list[str]) -> pd.DataFrame:
+    renamed = _renamed(input_columns)
     columns = ["row", *renamed.values(), *RESULT_COLUMNS]
-    frame = pd.DataFrame(table)
+    frame = pd.DataFrame(lines)
     extra = [c for c in frame.columns if c not in columns]
     frame = frame.reindex(columns=[*columns, *extra])
     present = [c for c in RESULT_COLUMNS if c in ("status", "problems") or c in frame and frame[c].notna().any()]
@@ -172,13 +323,23 @@ def _reason(error: str | None) -> str:
 
 def records_for(services: Services, job_id: str) -> list[dict]:
     """The job's stored records (role fields, row, original cells), in sheet order."""
-    return [item.get("input") or {} for item in services.store.item_rows(job_id)]
+    from streamlit_app.job_cache import job_rows
+
+    return [item.get("input") or {} for item in job_rows(services.store, job_id)]
 
 
 def problems_frame(services: Services, job_id: str) -> pd.DataFrame:
     """One line per problem (row, field, problem); a record the worker could not check is one line too."""
+    from streamlit_app.job_cache import cached
+
+    return cached(services.store, job_id, "problems", lambda: _problems_frame(services, job_id))
+
+
+def _problems_frame(services: Services, job_id: str) -> pd.DataFrame:
+    from streamlit_app.job_cache import job_rows
+
     results, failed = [], []
-    for item in services.store.item_rows(job_id):
+    for item in job_rows(services.store, job_id):
         if item["status"] == "completed":
             results.append(item.get("result") or {})
         elif item["status"] in ("failed", "cancelled"):
@@ -204,9 +365,25 @@ def _duplicate_mapping(frame: pd.DataFrame) -> dict[str, str | None]:
     return {role: role if (frame[role] != "").any() else None for role in ROLES}
 
 
-def history_frame(services: Services, exclude_job: str | None = None) -> pd.DataFrame:
-    """History as a table (id, source, role fields); records a job put there itself are left out for that job."""
-    rows = [h for h in services.store.history() if not exclude_job or (h["record"] or {}).get("job_id") != exclude_job]
+def history_owner(services: Services, owner: str | None) -> str | None:
+    """Whose accepted records to compare with: the owner's own, or everyone's with SPINDLE_SHARED_HISTORY=true."""
+    return None if services.settings.shared_history else owner
+
+
+def _job_owner(services: Services, job_id: str) -> str:
+    record = services.store.get_job(job_id)
+    return record["owner"] if record else ""
+
+
+def history_frame(services: Services, exclude_job: str | None = None, owner: str | None = None) -> pd.DataFrame:
+    """History as a table (id, source, role fields); records a job put there itself are left out for that job.
+
+    With an owner (or an excluded job, whose owner it is), only that owner's history unless it is shared.
+    """
+    if owner is None and exclude_job:
+        owner = _job_owner(services, exclude_job)
+    rows = [h for h in services.store.history(owner=history_owner(services, owner))
+            if not exclude_job or (h["record"] or {}).get("job_id") != exclude_job]
     frame = pd.DataFrame([{"id": h["id"], **{role: str((h["record"] or {}).get(role) or "") for role in ROLES},
                            "source": h.get("source", "")} for h in rows],
                          columns=["id", *ROLES, "source"], dtype=object)
@@ -214,7 +391,7 @@ def history_frame(services: Services, exclude_job: str | None = None) -> pd.Data
 
 
 def duplicates_for(services: Services, job_id: str, threshold: float = DEFAULT_THRESHOLD,
-                   against_history: bool = True) -> pd.DataFrame:
+                   against_history: bool = True, owner: str | None = None) -> pd.DataFrame:
     """Likely duplicate pairs among the job's records (and against history), best first, on the analytics pool.
 
     Columns: left_row, right_row, source (upload/history), per-field scores, score, reasons.
@@ -225,44 +402,83 @@ def duplicates_for(services: Services, job_id: str, threshold: float = DEFAULT_T
     frame = _records_frame(records)
     history = None
     if against_history:
-        past = history_frame(services, exclude_job=job_id)
+        past = history_frame(services, exclude_job=job_id, owner=owner)
         if len(past):
             history = past[["id", *[r for r in ROLES if (past[r] != "").any()]]]
     future = services.manager.submit_task(find_duplicates, frame, history, float(threshold),
                                           _duplicate_mapping(frame), task_name="validation duplicates",
-                                          pool="analytics")
+                                          pool="analytics",  # on the job owner's share (every job has an owner)
+                                          owner=owner if owner is not None else _job_owner(services, job_id))
     return future.result()
 
 
-def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame) -> list[dict]:
+def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame, owner: str | None = None) -> list[dict]:
     """What the page shows side by side: each group's records as columns, and its pairs with their scores.
 
     Upload pairs are joined into clusters (same person across several rows);
     each history match is its own group (the upload row next to the history record).
+    Each group's label and source are ready; its "records" and "pairs" tables are built when first looked
+    at (a 10,000-row sheet has a thousand groups, and the page shows one).
     """
     if pairs is None or pairs.empty:
         return []
-    by_row = {int(r.get("row")): r for r in records_for(services, job_id)}
-    groups = []
-    for cluster in cluster_pairs(pairs):
-        members = set(cluster)
-        inside = pairs[(pairs["source"] == "upload") & pairs["left_row"].isin(members) & pairs["right_row"].isin(members)]
-        columns = {f"row {row}": _side(by_row.get(int(row), {})) for row in cluster}
-        groups.append({"label": f"Rows {', '.join(str(r) for r in cluster)} · best score {inside['score'].max():.0f}",
-                       "records": pd.DataFrame(columns, index=list(FIELD_LABELS.values())),
-                       "pairs": inside.reset_index(drop=True), "source": "upload"})
+    by_row = {int(r.get("row") or 0): r for r in records_for(services, job_id)}
+    groups: list[dict] = []
+    upload = pairs[pairs["source"] == "upload"]
+    clusters = cluster_pairs(pairs)
+    cluster_of = {int(row): number for number, cluster in enumerate(clusters) for row in cluster}
+    left = upload["left_row"].map(lambda row: cluster_of.get(int(row), -1))
+    right = upload["right_row"].map(lambda row: cluster_of.get(int(row), -2))
+    inside = upload[left == right]
+    positions = inside.groupby(left[left == right]).indices  # cluster number → positions in `inside`
+    for number, cluster in enumerate(clusters):
+        members = inside.iloc[positions.get(number, [])]
+        best = members["score"].max() if len(members) else float("nan")
+        groups.append(_LazyGroup(
+            label=f"Rows {', '.join(str(r) for r in cluster)} · {'best pair ' if len(members) > 1 else ''}"
+                  f"{_percent(best)}", source="upload",
+            build={"records": functools.partial(_side_by_side, {f"row {row}": by_row.get(int(row), {}) for row in cluster}),
+                   "pairs": functools.partial(members.reset_index, drop=True)}))
     history_pairs = pairs[pairs["source"] == "history"]
     if len(history_pairs):
-        past = {int(h["id"]): h for h in services.store.history()}
-        for _, pair in history_pairs.iterrows():
-            old = past.get(int(pair["right_row"]), {})
-            columns = {f"row {pair['left_row']}": _side(by_row.get(int(pair["left_row"]), {})),
-                       f"history #{pair['right_row']}": _side(old.get("record") or {})}
-            groups.append({"label": f"Row {pair['left_row']} ~ history #{pair['right_row']} "
-                                    f"({old.get('source', '')}) · score {pair['score']:.0f}",
-                           "records": pd.DataFrame(columns, index=list(FIELD_LABELS.values())),
-                           "pairs": pair.to_frame().T.reset_index(drop=True), "source": "history"})
+        whose = history_owner(services, owner if owner is not None else _job_owner(services, job_id))
+        past = {int(h["id"]): h for h in services.store.history(owner=whose)}
+        for position in range(len(history_pairs)):
+            pair = history_pairs.iloc[position]
+            old: Mapping[str, Any] = past.get(int(pair["right_row"]), {})
+            sides = {f"row {pair['left_row']}": by_row.get(int(pair["left_row"]), {}),
+                     f"history #{pair['right_row']}": old.get("record") or {}}
+            groups.append(_LazyGroup(
+                label=f"Row {pair['left_row']} ~ history #{pair['right_row']} ({old.get('source', '')}) · "
+                      f"{_percent(pair['score'])}", source="history",
+                build={"records": functools.partial(_side_by_side, sides),
+                       "pairs": lambda p=position: history_pairs.iloc[[p]].reset_index(drop=True)}))
     return groups
+
+
+class _LazyGroup(dict):
+    """A duplicate group whose tables ("records", "pairs") are built on first access, then kept."""
+
+    def __init__(self, build: dict[str, Any], **ready: Any) -> None:
+        super().__init__(**ready)
+        self._build = build
+
+    def __missing__(self, key: str) -> Any:
+        if key not in self._build:
+            raise KeyError(key)
+        value = self[key] = self._build[key]()
+        return value
+
+
+def _percent(score: float) -> str:
+    """A same-person probability as the label shows it: 99.9 % is not rounded up to a certain 100 %."""
+    if score != score:
+        return "score unknown"
+    return f"{math.floor(float(score) * 10) / 10:.1f} % likely the same person"
+
+
+def _side_by_side(sides: dict[str, dict]) -> pd.DataFrame:
+    return pd.DataFrame({name: _side(record) for name, record in sides.items()}, index=list(FIELD_LABELS.values()))
 
 
 def _side(record: dict) -> list[str]:
@@ -343,7 +559,7 @@ def _blank(value: Any) -> bool:
 
 # --------------------------------------------------------------------------- history
 
-def accept_into_history(services: Services, job_id: str, accepted: Iterable[str] = ()) -> int:
+def accept_into_history(services: Services, job_id: str, accepted: Iterable[str] = (), owner: str | None = None) -> int:
     """Add the job's valid records to history (once per job); merged-away rows and known people are left out."""
     if services.store.cache_get(HISTORY_NAMESPACE, job_id):
         return 0
@@ -359,7 +575,9 @@ def accept_into_history(services: Services, job_id: str, accepted: Iterable[str]
         entry.update(row=row, job_id=job_id, phone_e164=result.get("phone_e164", ""),
                      email_normalized=result.get("email_normalized", ""))
         records.append(entry)
-    added = services.store.add_history(records, source=f"{info.get('source') or 'upload'} (job {job_id})") if records else 0
+    source = f"{info.get('source') or 'upload'} (job {job_id})"
+    owner = owner if owner is not None else _job_owner(services, job_id)
+    added = services.store.add_history(records, source=source, owner=owner) if records else 0
     services.store.cache_put(HISTORY_NAMESPACE, job_id, {"added": added, "at": time.time()})
     return added
 
@@ -369,13 +587,14 @@ def history_accepted(services: Services, job_id: str) -> dict | None:
     return services.store.cache_get(HISTORY_NAMESPACE, job_id)
 
 
-def history_size(services: Services) -> int:
-    return len(services.store.history())
+def history_size(services: Services, owner: str | None = None) -> int:
+    """How many records duplicates are compared with (the owner's, unless history is shared)."""
+    return len(services.store.history(owner=history_owner(services, owner)))
 
 
-def history_version(services: Services) -> int:
+def history_version(services: Services, owner: str | None = None) -> int:
     """The newest history id (0 if none): changes whenever records are added, cheap to read on every rerun."""
-    newest = services.store.history(limit=1)
+    newest = services.store.history(limit=1, owner=history_owner(services, owner))
     return int(newest[0]["id"]) if newest else 0
 
 

@@ -21,6 +21,7 @@ import requests
 from googlemaps import exceptions as gm_errors
 
 from utils.rate_limiter import RateLimiter
+from utils.redact import redact
 
 _UNLIMITED_QPS = 1_000_000  # googlemaps requires ints; this disables its sleeping
 _RETRY_API_STATUSES = {"OVER_QUERY_LIMIT", "UNKNOWN_ERROR"}
@@ -102,8 +103,8 @@ def _classify(exc: Exception) -> tuple[bool, str]:
 
 
 def _mask_key(text: str) -> str:
-    """Reasons end up in tables and exports: never show the API key."""
-    return re.sub(r"(key=|AIza)[\w-]+", r"\1***", text)
+    """Reasons end up in tables and exports: never show the API key (nor any other secret)."""
+    return redact(text)
 
 
 def geocode_address(
@@ -124,6 +125,7 @@ def geocode_address(
             results = client.geocode(text)
         except Exception as exc:  # classified below; unknown kinds are not retried
             retry, reason = _classify(exc)
+            reason = _mask_key(reason)  # every branch: a message may quote the request URL with its key
             if not retry or attempt == retries:
                 break
             time.sleep(backoff_s * (2 ** attempt) * (0.5 + random.random()))

@@ -13,12 +13,28 @@ import datetime as dt
 import io
 import re
 import zipfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
+from utils.decode_guard import (
+    UNTRUSTED_POOL,
+    DecodeLimits,
+    LimitExceeded,
+    check_sheet_bytes,
+    check_sheet_columns,
+    check_sheet_rows,
+    check_zip,
+    current_limits,
+)
+from utils.smart_storage import TaskSubmitter
+
 ROLES = (
     "name", "first_name", "last_name", "phone", "email", "address",
-    "street", "city", "state", "zip", "country", "dob",
+    "house_number", "street", "address_2", "city", "state", "zip", "country", "dob", "identifier",
 )
 DELIMITERS = (",", ";", "\t", "|")
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -37,32 +53,115 @@ def is_excel(data: bytes) -> bool:
     return data[:4] == _ZIP_MAGIC
 
 
-def list_sheets(data: bytes, filename: str) -> list[str]:
+def list_sheets(data: bytes, filename: str, limits: DecodeLimits | None = None) -> list[str]:
     """Sheet names of a workbook, or [] for a CSV (which has exactly one table)."""
     if not data:
         raise SheetError(f"{filename}: the file is empty")
     if not is_excel(data):
         return []
-    workbook = _open_workbook(data, filename)
+    _guard(filename, check_sheet_bytes, len(data), limits)
+    workbook = _open_workbook(data, filename, limits)
     try:
         return list(workbook.sheetnames)
     finally:
         workbook.close()
 
 
-def read_sheet(data: bytes, filename: str, sheet: str | None = None) -> pd.DataFrame:
-    """The table in an upload: strings only, fully empty rows dropped, index = sheet row number."""
+def read_sheet(data: bytes, filename: str, sheet: str | None = None,
+               limits: DecodeLimits | None = None) -> pd.DataFrame:
+    """The table in an upload: strings only, fully empty rows dropped, index = sheet row number.
+
+    Bytes are checked first, a workbook's zip parts before openpyxl opens it, and rows, columns
+    and cells while they are read: an oversized sheet stops at the first row past a limit
+    (MAX_SHEET_MB, MAX_SHEET_ROWS, MAX_SHEET_COLUMNS, MAX_SHEET_CELLS) with a message naming it.
+    """
+    limits = limits or current_limits()
     if not data:
         raise SheetError(f"{filename}: the file is empty")
     if data[:4] == _OLE_MAGIC:
         raise SheetError(f"{filename}: old Excel .xls files are not supported; save it as .xlsx or CSV")
+    _guard(filename, check_sheet_bytes, len(data), limits)
     if is_excel(data):
-        rows = _excel_rows(data, filename, sheet)
+        rows = _excel_rows(data, filename, sheet, limits)
     else:
         if filename.lower().endswith((".xlsx", ".xlsm")):
             raise SheetError(f"{filename}: not a readable Excel file (it is not a zip archive)")
-        rows = _csv_rows(data, filename)
+        rows = _csv_rows(data, filename, limits)
     return _table(rows, filename)
+
+
+@dataclass(frozen=True)
+class SheetRead:
+    """What reading an upload found: the workbook's sheet names ([] for a CSV), the sheet read and its
+    table, or the SheetError's message (a refusal is a result: it crosses a process boundary intact)."""
+
+    sheets: list[str]
+    sheet: str | None
+    frame: pd.DataFrame | None
+    error: str = ""
+
+    def table(self) -> pd.DataFrame:
+        """The table, or the SheetError that stopped the read."""
+        if self.frame is None:
+            raise SheetError(self.error)
+        return self.frame
+
+
+def read_upload(data: bytes, filename: str, sheet: str | None = None) -> SheetRead:
+    """List the sheets and read one (the first unless named): the unit of work a sheet-reading job runs."""
+    try:
+        sheets = list_sheets(data, filename)
+        chosen = sheet if sheet in sheets else (sheets[0] if sheets else None)
+        return SheetRead(sheets, chosen, read_sheet(data, filename, chosen))
+    except SheetError as exc:
+        return SheetRead([], sheet, None, str(exc))
+
+
+def start_sheet_read(manager: TaskSubmitter, data: bytes, filename: str, sheet: str | None = None) -> Future:
+    """Read an upload as a job in the untrusted pool's memory-capped worker processes, never in the page's
+    script thread: the Future carries a SheetRead (its table, or the message naming the limit hit).
+    A file over MAX_SHEET_MB is refused here, before its bytes are shipped to a worker."""
+    try:
+        _guard(filename, check_sheet_bytes, len(data), None)
+    except SheetError as exc:
+        refused: Future = Future()
+        refused.set_result(SheetRead([], sheet, None, str(exc)))
+        return refused
+    return manager.submit_task(read_upload, data, filename, sheet, task_name="read sheet", pool=UNTRUSTED_POOL)
+
+
+def warm_sheet_reader(manager: Any) -> None:
+    """Start the untrusted pool's worker processes while the visitor picks a file (cheap once they run)."""
+    manager.warm(UNTRUSTED_POOL)
+
+
+def _guard(filename: str, check: Callable[[int, DecodeLimits | None], None], value: int,
+           limits: DecodeLimits | None) -> None:
+    """Run one decode_guard check, turning its refusal into a SheetError that names the file."""
+    try:
+        check(value, limits)
+    except LimitExceeded as exc:
+        raise SheetError(f"{filename}: {exc}") from exc
+
+
+def _bounded_rows(rows: Iterable[tuple[int, list[str]]], filename: str,
+                  limits: DecodeLimits) -> list[tuple[int, list[str]]]:
+    """Collect (row number, cells), stopping at the first row past the rows, columns or cells limit."""
+    kept: list[tuple[int, list[str]]] = []
+    cells = 0
+    max_rows, max_columns, max_cells = limits.max_sheet_rows, limits.max_sheet_columns, limits.max_sheet_cells
+    for number, row in rows:
+        width = len(row)
+        cells += width
+        if width > max_columns:
+            _guard(filename, check_sheet_columns, width, limits)
+        if number > max_rows or cells > max_cells:
+            try:
+                check_sheet_rows(number, cells, limits)
+            except LimitExceeded as exc:
+                raise SheetError(f"{filename}: {exc}") from exc
+        kept.append((number, row))
+    return kept
 
 
 def decode_text(data: bytes, filename: str = "file") -> tuple[str, str]:
@@ -130,7 +229,8 @@ def sniff_delimiter(text: str) -> str:
     return best
 
 
-def _csv_rows(data: bytes, filename: str) -> list[tuple[int, list[str]]]:
+def _csv_rows(data: bytes, filename: str, limits: DecodeLimits | None = None) -> list[tuple[int, list[str]]]:
+    limits = limits or current_limits()
     text, _encoding = decode_text(data, filename)
     if _looks_binary(text):
         raise SheetError(f"{filename}: this is a binary file, not a CSV or Excel table")
@@ -140,17 +240,27 @@ def _csv_rows(data: bytes, filename: str) -> list[tuple[int, list[str]]]:
     if stripped[0] in "<{[":
         kind = "HTML/XML" if stripped[0] == "<" else "JSON"
         raise SheetError(f"{filename}: looks like {kind}, not a table; upload a CSV or .xlsx file")
+    first_line = stripped[:1_000_000].split("\n", 1)[0]
+    widest = max(first_line.count(delimiter) for delimiter in DELIMITERS) + 1
+    if widest > limits.max_sheet_columns:  # refused before sniffing 20,000 columns four ways
+        _guard(filename, check_sheet_columns, widest, limits)
     delimiter = sniff_delimiter(text)
     try:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        return [(number, row) for number, row in enumerate(reader, start=1)]
+        return _bounded_rows(enumerate(reader, start=1), filename, limits)
     except csv.Error as exc:
         raise SheetError(f"{filename}: not a readable CSV table ({exc})") from exc
 
 
-def _open_workbook(data: bytes, filename: str):
+def _open_workbook(data: bytes, filename: str, limits: DecodeLimits | None = None):
     import openpyxl  # lazy: only Excel uploads pay for it
 
+    try:
+        check_zip(data, limits)  # before openpyxl inflates a single part
+    except LimitExceeded as exc:
+        raise SheetError(f"{filename}: {exc}") from exc
+    except zipfile.BadZipFile as exc:
+        raise SheetError(f"{filename}: cannot open this Excel file; it looks damaged or truncated ({exc})") from exc
     try:
         return openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, EOFError, OSError, ValueError) as exc:
@@ -159,8 +269,10 @@ def _open_workbook(data: bytes, filename: str):
         raise SheetError(f"{filename}: cannot open this Excel file ({type(exc).__name__}: {exc})") from exc
 
 
-def _excel_rows(data: bytes, filename: str, sheet: str | None) -> list[tuple[int, list[str]]]:
-    workbook = _open_workbook(data, filename)
+def _excel_rows(data: bytes, filename: str, sheet: str | None,
+                limits: DecodeLimits | None = None) -> list[tuple[int, list[str]]]:
+    limits = limits or current_limits()
+    workbook = _open_workbook(data, filename, limits)
     try:
         if sheet is None:
             worksheet = workbook.worksheets[0]
@@ -168,11 +280,14 @@ def _excel_rows(data: bytes, filename: str, sheet: str | None) -> list[tuple[int
             worksheet = workbook[sheet]
         else:
             raise SheetError(f"{filename}: there is no sheet named {sheet!r} (sheets: {', '.join(workbook.sheetnames)})")
+        worksheet.reset_dimensions()  # the declared size may lie (A1:XFD1048576): measure rows as they come
         try:
-            return [
-                (number, [_cell_text(value) for value in values])
-                for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1)
-            ]
+            return _bounded_rows(
+                ((number, [_cell_text(value) for value in values])
+                 for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1)),
+                filename, limits)
+        except SheetError:
+            raise
         except Exception as exc:  # a truncated part surfaces only while streaming rows
             raise SheetError(f"{filename}: cannot read sheet {worksheet.title!r}; the file looks damaged ({exc})") from exc
     finally:
@@ -252,14 +367,36 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "email": ("email", "emailaddress", "mail", "eaddress", "emailid"),
     "street": ("street", "streetaddress", "address1", "addressline1", "addr1", "line1", "street1"),
     "address": ("address", "fulladdress", "mailingaddress", "postaladdress", "homeaddress", "addr"),
-    "city": ("city", "town", "locality", "municipality", "cityname"),
+    "house_number": ("housenumber", "houseno", "housenum", "streetnumber", "streetno", "streetnum",
+                     "buildingnumber", "buildingno", "housenr"),
+    "address_2": ("address2", "addressline2", "addr2", "line2", "street2", "streetaddress2", "address2line"),
+    "city": ("city", "town", "locality", "municipality", "cityname", "suburb", "suburbtown"),
     "state": ("state", "province", "region", "st", "statecode", "stateprovince"),
     "zip": ("zip", "zipcode", "postcode", "postalcode", "postal", "zip5", "zippostalcode"),
     "country": ("country", "countrycode", "nation", "countryname"),
     "dob": ("dob", "dateofbirth", "birthdate", "birthday", "born", "birthdt", "datebirth"),
+    "identifier": ("identifier", "ssn", "socsecid", "socsec", "socialsecurity", "socialsecuritynumber", "socsecno",
+                   "sin", "nino", "nationalid", "nationalidnumber", "idnumber", "idno", "personid", "personalid",
+                   "customerid", "customernumber", "customerno", "clientid", "clientnumber", "clientno",
+                   "memberid", "membernumber", "memberno", "membershipnumber", "membershipno", "accountnumber",
+                   "accountno", "accountid", "patientid", "patientnumber", "studentid", "studentnumber",
+                   "employeeid", "employeenumber", "patronid", "patronnumber", "librarycard", "librarycardnumber",
+                   "cardnumber", "passportnumber", "passportno", "taxid", "taxnumber", "tin", "nhsnumber", "mrn"),
 }
+# a per-row key of the sheet itself, never a person's identifier: rec-1-org and rec-1-dup-0 are one person
+_RECORD_KEYS = frozenset({"id", "recid", "recordid", "rowid", "row", "rownumber", "rowno", "index", "key", "uuid",
+                          "guid", "entryid", "submissionid", "responseid", "requestid", "orderid", "line", "lineno"})
+# header endings that mark an identifier column ('Loyalty card no', 'Member ID')
+_IDENTIFIER_ENDINGS = ("id", "number", "no", "nr", "num", "code")
+# ...unless the number belongs to a place, a phone or one request rather than to the person
+_NOT_PERSON_NUMBERS = ("apt", "apartment", "unit", "suite", "flat", "room", "floor", "building", "house", "street",
+                       "zip", "post", "phone", "tel", "fax", "mobile", "order", "invoice", "ticket", "request",
+                       "line", "batch", "item", "product", "sku", "isbn", "book", "transaction", "receipt")
 # substring hints for headers such as "Patron Phone Number" or "E-mail (work)"
 _CONTAINS: tuple[tuple[str, str], ...] = (
+    ("identifier", "ssn"), ("identifier", "socsec"), ("identifier", "socialsecurity"),
+    ("house_number", "housenumber"), ("house_number", "streetnumber"), ("house_number", "houseno"),
+    ("address_2", "address2"), ("address_2", "addressline2"), ("address_2", "line2"),
     ("email", "email"), ("dob", "birth"), ("phone", "phone"), ("phone", "mobile"),
     ("zip", "zip"), ("zip", "postcode"), ("zip", "postalcode"), ("first_name", "firstname"),
     ("last_name", "lastname"), ("last_name", "surname"), ("street", "street"), ("city", "city"),
@@ -299,7 +436,45 @@ def guess_columns(df: pd.DataFrame) -> dict[str, str | None]:
             if mapping[role] is None and column not in taken and fragment in key:
                 assign(role, column)
     _sniff_contents(df, mapping, taken)
+    _identifier_by_header(normalised, mapping, taken, df)
     return mapping
+
+
+def _identifier_by_header(normalised: dict[str, str], mapping: dict[str, str | None], taken: set[str],
+                          df: pd.DataFrame | None = None) -> None:
+    """A leftover column named like 'Member ID' or 'Loyalty card no', or holding codes such as 'AB-204113', is a
+    person's identifier; a row key of the sheet (id, rec_id, a running number) is not."""
+    if mapping["identifier"] is not None:
+        return
+    candidates = [column for column, key in normalised.items()
+                  if column not in taken and key not in _RECORD_KEYS and not key.startswith(("rec", "row"))
+                  and not any(fragment in key for fragment in _NOT_PERSON_NUMBERS)]
+    for column in candidates:
+        key = normalised[column]
+        if any(key.endswith(ending) and len(key) > len(ending) for ending in _IDENTIFIER_ENDINGS):
+            mapping["identifier"] = column
+            taken.add(column)
+            return
+    for column in candidates if df is not None else []:
+        if _looks_like_identifiers([v for v in df[column].head(200).tolist() if isinstance(v, str) and v.strip()]):
+            mapping["identifier"] = column
+            taken.add(column)
+            return
+
+
+_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-/ ]{3,18}[A-Za-z0-9]$")
+
+
+def _looks_like_identifiers(values: list[str]) -> bool:
+    """Mostly distinct codes with 4+ digits (not dates, not a running row number)."""
+    if len(values) < 5:
+        return False
+    codes = [v for v in values if _CODE_RE.match(v) and sum(ch.isdigit() for ch in v) >= 4 and not _DATE_RE.match(v)]
+    if len(codes) < 0.8 * len(values) or len(set(values)) < 0.5 * len(values):
+        return False
+    numbers = [int(v) for v in values if v.isdigit()]
+    running = len(numbers) == len(values) and all(b - a == 1 for a, b in zip(numbers, numbers[1:]))
+    return not running
 
 
 def _sniff_contents(df: pd.DataFrame, mapping: dict[str, str | None], taken: set[str]) -> None:

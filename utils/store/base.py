@@ -15,8 +15,11 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from contextlib import contextmanager
-from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypedDict, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypedDict, TypeVar
+
+import orjson
 
 JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 ITEM_STATUSES = ("pending", "completed", "failed", "cancelled")
@@ -24,13 +27,13 @@ RUN_SOURCES = ("job", "benchmark")
 
 JOB_COLUMNS = (
     "id", "owner", "kind", "fn", "params", "status", "total", "done", "failed",
-    "backend_used", "error", "created_at", "started_at", "finished_at", "idem_key",
+    "backend_used", "error", "created_at", "started_at", "finished_at", "idem_key", "lease_owner", "lease_expires",
 )
 ITEM_COLUMNS = ("job_id", "idx", "input", "status", "attempts", "result", "error", "duration_ms", "updated_at")
 RESULT_COLUMNS = ("job_id", "idx", "status", "attempts", "result", "error", "duration_ms", "updated_at")
 FILE_COLUMNS = ("id", "owner", "name", "size", "sha256", "path", "storage", "created_at")
 RUN_COLUMNS = ("workload", "backend", "workers", "chunk_size", "items", "seconds", "source", "created_at")
-HISTORY_COLUMNS = ("record", "source", "created_at")
+HISTORY_COLUMNS = ("record", "source", "created_at", "owner")
 JSON_COLUMNS = {"jobs": {"params"}, "items": {"input", "result"}, "history": {"record"}, "cache": {"value"}}
 # Tables db_ops.batch_insert may write to, with their columns (a whitelist: names go into SQL).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -48,7 +51,7 @@ class JobRow(TypedDict):
     id: str
     owner: str
     kind: str
-    fn: str  # import path "module:function"
+    fn: str  # a registered task name (utils/task_registry.py), never imported
     params: Any
     status: str  # one of JOB_STATUSES
     total: int
@@ -60,6 +63,8 @@ class JobRow(TypedDict):
     started_at: float | None
     finished_at: float | None
     idem_key: str | None
+    lease_owner: str | None  # the server running the job, while its lease holds
+    lease_expires: float | None  # epoch seconds; after this another server may take the job over
 
 
 class ItemRow(TypedDict):
@@ -79,6 +84,7 @@ class HistoryRow(TypedDict):
     record: Any
     source: str
     created_at: float
+    owner: str  # whose accepted records these are ('' for rows from before history had owners)
 
 
 class FileRow(TypedDict):
@@ -107,6 +113,7 @@ class RunRow(TypedDict):
 _JOB_DEFAULTS: dict[str, Any] = {
     "kind": "", "fn": "", "params": {}, "status": "pending", "total": 0, "done": 0, "failed": 0,
     "backend_used": "", "error": "", "started_at": None, "finished_at": None, "idem_key": None,
+    "lease_owner": None, "lease_expires": None,
 }
 
 # One list of steps per dialect; append, never edit a released step.
@@ -181,6 +188,13 @@ MIGRATIONS: dict[str, list[str]] = {
             created_at REAL NOT NULL
         );
         """,
+        # 2: leases (several servers on one store) and history per owner
+        """
+        ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+        ALTER TABLE jobs ADD COLUMN lease_expires REAL;
+        ALTER TABLE history ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+        CREATE INDEX history_owner ON history (owner, id);
+        """,
     ],
     "postgres": [
         """
@@ -252,6 +266,13 @@ MIGRATIONS: dict[str, list[str]] = {
             created_at DOUBLE PRECISION NOT NULL
         );
         """,
+        # 2: leases (several servers on one store) and history per owner
+        """
+        ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+        ALTER TABLE jobs ADD COLUMN lease_expires DOUBLE PRECISION;
+        ALTER TABLE history ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+        CREATE INDEX history_owner ON history (owner, id);
+        """,
     ],
 }
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at {real} NOT NULL)"
@@ -266,6 +287,31 @@ def schema_sql(dialect: str = "postgres") -> str:
         parts.append(step.strip())
         parts.append(f"INSERT INTO schema_version (version, applied_at) VALUES ({number}, 0);")
     return "\n".join(parts) + "\n"
+
+
+# A job some queue must run (or finish): one left with pending items (unless cancelled), or an active one a
+# queue held a lease on. Active jobs that never had a lease belong to something else (the RabbitMQ intake
+# stores finished items straight into its own jobs): they are never taken.
+UNFINISHED_JOB_SQL = (
+    "((jobs.status IN ('pending', 'running') AND jobs.lease_owner IS NOT NULL) OR (jobs.status <> 'cancelled' "
+    "AND EXISTS (SELECT 1 FROM items WHERE items.job_id = jobs.id AND items.status = 'pending')))"
+)
+DONE_STATUSES = ("completed", "failed", "cancelled")  # item statuses counted in a job's `done`
+FAILED_STATUSES = ("failed", "cancelled")  # item statuses counted in a job's `failed`
+
+
+def status_count_delta(before: Mapping[Any, int], after: Mapping[Any, int]) -> tuple[int, int]:
+    """How much done and failed change when items counted per status as `before` (None: absent) become `after`."""
+    done = sum(n for status, n in after.items() if status in DONE_STATUSES)
+    done -= sum(n for status, n in before.items() if status in DONE_STATUSES)
+    failed = sum(n for status, n in after.items() if status in FAILED_STATUSES)
+    failed -= sum(n for status, n in before.items() if status in FAILED_STATUSES)
+    return done, failed
+
+
+def counter_delta(before: dict[int, str | None], rows: Sequence[dict]) -> tuple[int, int]:
+    """How much done and failed change when rows replace items whose statuses were `before` (None: absent/pending)."""
+    return status_count_delta(Counter(before.get(row["idx"]) for row in rows), Counter(row["status"] for row in rows))
 
 
 class StoreError(RuntimeError):
@@ -296,22 +342,40 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+# The standard encoder, for what orjson refuses (an int past 64 bits, a lone surrogate): it says what is wrong.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: x} is stored as {"1": x}, as the json module does
+
+
 def dumps(value: Any) -> str:
     """JSON text for a JSON column, the same on every backend: compact, NaN stored as null
-    (pandas' missing values), numpy scalars and dates converted."""
+    (pandas' missing values), numpy scalars and dates converted.
+
+    orjson writes this in C (every result row is encoded once: it is the store's hot path);
+    the json module handles the rare value orjson refuses, the same way as before.
+    """
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        pass
+    try:
+        return _ENCODER.encode(value)
     except ValueError:  # a non-finite float somewhere: rare, so only then walk the value
-        return json.dumps(json_safe(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+        return _ENCODER.encode(json_safe(value))
 
 
 def plain_json(value: Any) -> Any:
     """The value as the JSON column will hold it (for clients that encode JSON themselves)."""
-    return json.loads(dumps(value))
+    return loads(dumps(value))
 
 
-def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def loads(text: str | bytes | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # e.g. NaN or a huge int written before orjson: the json module reads them
+        return json.loads(text)
 
 
 def new_job_row(job: dict) -> dict:
@@ -338,26 +402,31 @@ def check_job_fields(fields: dict) -> None:
         raise ValueError(f"job status {fields['status']!r} is not one of {JOB_STATUSES}")
 
 
-def result_rows(job_id: str, rows: Sequence[dict]) -> list[dict]:
-    """Complete item result rows, one per idx (the last wins, so one batch never hits a key twice)."""
+def result_values(job_id: str, rows: Sequence[dict], encode: Callable[[Any], Any] | None = None) -> list[tuple]:
+    """Each result row as a RESULT_COLUMNS tuple, one per idx (the last wins, so one batch never hits a key twice).
+
+    encode: applied to each result that is not None (e.g. `dumps`, for a backend that binds JSON as text).
+    One pass and no dict per row: this runs for every item of every durable job.
+    """
     stamp = now()
-    by_idx: dict[int, dict] = {}
+    by_idx: dict[int, tuple] = {}
     for row in rows:
         status = row.get("status")
         if status not in ITEM_STATUSES:
             raise ValueError(f"item status {status!r} is not one of {ITEM_STATUSES}")
         idx = int(row["idx"])
-        by_idx[idx] = {
-            "job_id": job_id,
-            "idx": idx,
-            "status": status,
-            "attempts": int(row.get("attempts", 1)),
-            "result": row.get("result"),
-            "error": row.get("error"),
-            "duration_ms": None if row.get("duration_ms") is None else float(row["duration_ms"]),
-            "updated_at": stamp,
-        }
+        result = row.get("result")
+        if result is not None and encode is not None:
+            result = encode(result)
+        duration = row.get("duration_ms")
+        by_idx[idx] = (job_id, idx, status, int(row.get("attempts", 1)), result, row.get("error"),
+                       None if duration is None else float(duration), stamp)
     return list(by_idx.values())
+
+
+def result_rows(job_id: str, rows: Sequence[dict]) -> list[dict]:
+    """Complete item result rows as dicts (RESULT_COLUMNS), one per idx (the last wins)."""
+    return [dict(zip(RESULT_COLUMNS, values)) for values in result_values(job_id, rows)]
 
 
 def run_row(run: dict) -> dict:
@@ -485,7 +554,24 @@ class Store(ABC):
 
     @abstractmethod
     def save_results(self, job_id: str, rows: Sequence[dict]) -> None:
-        """Upsert results by (job_id, idx) in one transaction; attempts defaults to 1."""
+        """Upsert results by (job_id, idx) in one transaction; attempts defaults to 1.
+
+        The job's `done` and `failed` counters change in the same transaction, by what
+        these rows changed in the item rows, so no save can overwrite a newer count.
+        """
+
+    def prepare_results(self, job_id: str, rows: Sequence[dict]) -> Any:
+        """Rows made ready for save_prepared, in the caller's thread (pure: no I/O, no lock).
+
+        The durable queue calls this in the worker thread that ran the chunk, so the encoding
+        is spread over many threads and the one writer thread only writes. Raises ValueError or
+        TypeError for rows the store cannot hold (the queue then saves them with save_results).
+        """
+        return list(rows)
+
+    def save_prepared(self, job_id: str, batches: Sequence[Any]) -> None:
+        """Save several prepare_results() batches of one job as one save_results (one transaction)."""
+        self.save_results(job_id, [row for batch in batches for row in batch])
 
     @abstractmethod
     def pending_items(self, job_id: str) -> list[tuple[int, Any]]:
@@ -503,13 +589,46 @@ class Store(ABC):
     def cancel_pending(self, job_id: str, reason: str) -> int:
         """Mark pending items cancelled with the reason as their error; returns how many."""
 
-    # --- validation history ------------------------------------------------
     @abstractmethod
-    def add_history(self, records: Sequence[dict], source: str) -> int: ...
+    def fail_pending(self, job_id: str, reason: str) -> int:
+        """Mark pending items failed with the reason as their error (counters follow); returns how many."""
 
     @abstractmethod
-    def history(self, limit: int | None = None) -> list[HistoryRow]:
-        """History rows (id, record, source, created_at), newest first."""
+    def reopen_items(self, job_id: str, statuses: Sequence[str] = ("cancelled",)) -> int:
+        """Set items in these statuses back to pending (a resubmitted batch re-runs only those); returns how many."""
+
+    # --- finishing and leases ------------------------------------------------
+    @abstractmethod
+    def finish_job(self, job_id: str, status: str, **fields: Any) -> bool:
+        """Set the final status with done/failed counted from the items, and drop the lease, in one transaction.
+
+        Refuses (returns False, changes nothing) to mark a job "completed" while any item is pending.
+        """
+
+    @abstractmethod
+    def claim_job(self, job_id: str, server: str, lease_s: float) -> bool:
+        """Take (or renew) the job's lease for `server` unless another server's lease still holds."""
+
+    @abstractmethod
+    def claim_orphans(self, server: str, lease_s: float, limit: int = 100) -> list[JobRow]:
+        """Claim unfinished jobs (active, or with pending items) whose lease is free or expired; returns them claimed."""
+
+    @abstractmethod
+    def release_lease(self, job_id: str, server: str) -> bool:
+        """Expire the job's lease now if `server` still holds it (that server is known dead); True if it did."""
+
+    @abstractmethod
+    def renew_leases(self, job_ids: Sequence[str], server: str, lease_s: float) -> set[str]:
+        """Extend this server's leases; returns the ids it still holds (a lost id was taken over)."""
+
+    # --- validation history ------------------------------------------------
+    @abstractmethod
+    def add_history(self, records: Sequence[dict], source: str, owner: str = "") -> int:
+        """Store accepted records as the owner's history; returns how many."""
+
+    @abstractmethod
+    def history(self, limit: int | None = None, owner: str | None = None) -> list[HistoryRow]:
+        """History rows (id, record, source, created_at, owner), newest first; only the owner's when given."""
 
     # --- uploaded files ----------------------------------------------------
     @abstractmethod

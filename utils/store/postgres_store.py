@@ -16,7 +16,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_dumps
 
 from utils.store.base import (
+    FileRow, HistoryRow, ItemRow, JobRow, RunRow,
+    DONE_STATUSES,
+    FAILED_STATUSES,
     ITEM_STATUSES,
+    UNFINISHED_JOB_SQL,
     JOB_COLUMNS,
     JSON_COLUMNS,
     MIGRATIONS,
@@ -27,6 +31,7 @@ from utils.store.base import (
     StoreError,
     check_job_fields,
     check_table_rows,
+    counter_delta,
     dumps,
     file_row,
     new_job_row,
@@ -47,6 +52,12 @@ UPSERT_RESULTS = (
     "result = EXCLUDED.result, error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms, "
     "updated_at = EXCLUDED.updated_at"
 )
+STATUS_BEFORE = "SELECT i.idx, i.status FROM items i JOIN items_in s ON i.job_id = s.job_id AND i.idx = s.idx"
+RECOUNT = (
+    f"UPDATE jobs SET done = (SELECT COUNT(*) FROM items WHERE job_id = %(id)s AND status IN {DONE_STATUSES}), "
+    f"failed = (SELECT COUNT(*) FROM items WHERE job_id = %(id)s AND status IN {FAILED_STATUSES}) WHERE id = %(id)s"
+)
+LOCK_JOB = "SELECT id FROM jobs WHERE id = %s FOR UPDATE"  # serialises counter changes of one job
 
 
 class PostgresStore(Store):
@@ -112,16 +123,16 @@ class PostgresStore(Store):
                  "ON CONFLICT DO NOTHING")
         return self._run(lambda conn: conn.execute(query, list(row.values())).rowcount == 1)
 
-    def find_job_by_key(self, owner: str, idem_key: str) -> dict | None:
+    def find_job_by_key(self, owner: str, idem_key: str) -> JobRow | None:
         rows = self._rows("SELECT * FROM jobs WHERE owner = %s AND idem_key = %s", (owner, idem_key))
         return rows[0] if rows else None
 
-    def get_job(self, job_id: str) -> dict | None:
+    def get_job(self, job_id: str) -> JobRow | None:
         rows = self._rows("SELECT * FROM jobs WHERE id = %s", (job_id,))
         return rows[0] if rows else None
 
     def list_jobs(self, owner: str | None = None, statuses: Sequence[str] | None = None,
-                  kind: str | None = None, limit: int = 100) -> list[dict]:
+                  kind: str | None = None, limit: int = 100) -> list[JobRow]:
         where, params = ["TRUE"], []
         if owner is not None:
             where.append("owner = %s")
@@ -178,7 +189,13 @@ class PostgresStore(Store):
                     copy.set_types(RESULT_TYPES)
                     for row in complete:
                         copy.write_row([row[column] for column in RESULT_COLUMNS])
+                cur.execute(LOCK_JOB, (job_id,))
+                before = {row["idx"]: row["status"] for row in cur.execute(STATUS_BEFORE).fetchall()}
                 cur.execute(UPSERT_RESULTS)
+                done, failed = counter_delta(before, complete)
+                if done or failed:
+                    cur.execute("UPDATE jobs SET done = done + %s, failed = failed + %s WHERE id = %s",
+                                (done, failed, job_id))
 
         self._run(work)
 
@@ -186,7 +203,7 @@ class PostgresStore(Store):
         rows = self._rows("SELECT idx, input FROM items WHERE job_id = %s AND status = 'pending' ORDER BY idx", (job_id,))
         return [(row["idx"], row["input"]) for row in rows]
 
-    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[ItemRow]:
         where, params = "job_id = %s", [job_id]
         if status is not None:
             where += " AND status = %s"
@@ -201,18 +218,97 @@ class PostgresStore(Store):
         return counts
 
     def cancel_pending(self, job_id: str, reason: str) -> int:
-        query = ("UPDATE items SET status = 'cancelled', error = %s, updated_at = %s "
-                 "WHERE job_id = %s AND status = 'pending'")
-        return self._run(lambda conn: conn.execute(query, (reason, now(), job_id)).rowcount)
+        return self._close_pending(job_id, "cancelled", reason)
+
+    def fail_pending(self, job_id: str, reason: str) -> int:
+        return self._close_pending(job_id, "failed", reason)
+
+    def _close_pending(self, job_id: str, status: str, reason: str) -> int:
+        query = "UPDATE items SET status = %s, error = %s, updated_at = %s WHERE job_id = %s AND status = 'pending'"
+
+        def work(conn: psycopg.Connection) -> int:
+            conn.execute(LOCK_JOB, (job_id,))
+            count = conn.execute(query, (status, reason, now(), job_id)).rowcount
+            conn.execute(RECOUNT, {"id": job_id})
+            return count
+
+        return self._run(work)
+
+    def reopen_items(self, job_id: str, statuses: Sequence[str] = ("cancelled",)) -> int:
+        query = ("UPDATE items SET status = 'pending', error = NULL, result = NULL, updated_at = %s "
+                 "WHERE job_id = %s AND status = ANY(%s)")
+
+        def work(conn: psycopg.Connection) -> int:
+            conn.execute(LOCK_JOB, (job_id,))
+            count = conn.execute(query, (now(), job_id, list(statuses))).rowcount
+            if count:
+                conn.execute("UPDATE jobs SET status = 'pending', error = '', finished_at = NULL WHERE id = %s", (job_id,))
+                conn.execute(RECOUNT, {"id": job_id})
+            return count
+
+        return self._run(work)
+
+    # --- finishing and leases --------------------------------------------------
+    def finish_job(self, job_id: str, status: str, **fields: Any) -> bool:
+        check_job_fields({**fields, "status": status})
+        fields = {**fields, "status": status, "lease_owner": None, "lease_expires": None}
+        fields.setdefault("finished_at", now())
+        query = f"UPDATE jobs SET {', '.join(f'{name} = %s' for name in fields)} WHERE id = %s"
+
+        def work(conn: psycopg.Connection) -> bool:
+            conn.execute(LOCK_JOB, (job_id,))
+            pending = conn.execute("SELECT COUNT(*) AS n FROM items WHERE job_id = %s AND status = 'pending'",
+                                   (job_id,)).fetchone()["n"]
+            if status == "completed" and pending:
+                return False
+            conn.execute(RECOUNT, {"id": job_id})
+            conn.execute(query, [*fields.values(), job_id])
+            return True
+
+        return self._run(work)
+
+    def claim_job(self, job_id: str, server: str, lease_s: float) -> bool:
+        query = ("UPDATE jobs SET lease_owner = %s, lease_expires = %s WHERE id = %s "
+                 "AND (lease_owner IS NULL OR lease_owner = %s OR lease_expires < %s)")
+        stamp = now()
+        return self._run(lambda conn: conn.execute(query, (server, stamp + lease_s, job_id, server, stamp)).rowcount == 1)
+
+    def claim_orphans(self, server: str, lease_s: float, limit: int = 100) -> list[JobRow]:
+        stamp = now()
+        query = (f"WITH free AS (SELECT id FROM jobs WHERE {UNFINISHED_JOB_SQL} "
+                 "AND (lease_owner IS NULL OR lease_expires < %s) "
+                 "ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+                 "UPDATE jobs SET lease_owner = %s, lease_expires = %s FROM free WHERE jobs.id = free.id RETURNING jobs.*")
+
+        def work(conn: psycopg.Connection) -> list[dict]:
+            rows = conn.execute(query, (stamp, int(limit), server, stamp + lease_s)).fetchall()
+            return sorted(rows, key=lambda row: row["created_at"])
+
+        return self._run(work)
+
+    def release_lease(self, job_id: str, server: str) -> bool:
+        query = "UPDATE jobs SET lease_expires = 0 WHERE id = %s AND lease_owner = %s"
+        return self._run(lambda conn: conn.execute(query, (job_id, server)).rowcount == 1)
+
+    def renew_leases(self, job_ids: Sequence[str], server: str, lease_s: float) -> set[str]:
+        if not job_ids:
+            return set()
+        stamp = now()
+        query = ("UPDATE jobs SET lease_owner = %s, lease_expires = %s WHERE id = ANY(%s) AND status = 'running' "
+                 "AND (lease_owner IS NULL OR lease_owner = %s OR lease_expires < %s) RETURNING id")
+        rows = self._run(lambda conn: conn.execute(query, (server, stamp + lease_s, list(job_ids), server, stamp)).fetchall())
+        return {row["id"] for row in rows}
 
     # --- history -------------------------------------------------------------
-    def add_history(self, records: Sequence[dict], source: str) -> int:
+    def add_history(self, records: Sequence[dict], source: str, owner: str = "") -> int:
         stamp = now()
-        rows = [{"record": record, "source": source, "created_at": stamp} for record in records]
+        rows = [{"record": record, "source": source, "created_at": stamp, "owner": owner} for record in records]
         return self.insert_rows("history", rows)
 
-    def history(self, limit: int | None = None) -> list[dict]:
-        return self._rows("SELECT * FROM history ORDER BY id DESC LIMIT %s", (limit,))
+    def history(self, limit: int | None = None, owner: str | None = None) -> list[HistoryRow]:
+        if owner is None:
+            return self._rows("SELECT * FROM history ORDER BY id DESC LIMIT %s", (limit,))
+        return self._rows("SELECT * FROM history WHERE owner = %s ORDER BY id DESC LIMIT %s", (owner, limit))
 
     # --- files ---------------------------------------------------------------
     def add_file(self, meta: dict) -> None:
@@ -221,7 +317,7 @@ class PostgresStore(Store):
                  "ON CONFLICT (id) DO NOTHING")
         self._run(lambda conn: conn.execute(query, list(row.values())))
 
-    def get_file(self, file_id: str) -> dict | None:
+    def get_file(self, file_id: str) -> FileRow | None:
         rows = self._rows("SELECT * FROM files WHERE id = %s", (file_id,))
         return rows[0] if rows else None
 
@@ -241,7 +337,7 @@ class PostgresStore(Store):
         query = f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})"
         self._run(lambda conn: conn.execute(query, list(row.values())))
 
-    def runs(self, limit: int = 1000) -> list[dict]:
+    def runs(self, limit: int = 1000) -> list[RunRow]:
         return self._rows("SELECT * FROM runs ORDER BY id DESC LIMIT %s", (int(limit),))
 
     # --- db_ops helpers --------------------------------------------------------

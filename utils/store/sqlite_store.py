@@ -11,11 +11,20 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import Counter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
+import orjson
+
 from utils.store.base import (
+    FileRow, HistoryRow, ItemRow, JobRow, RunRow,
+    DONE_STATUSES,
+    FAILED_STATUSES,
     ITEM_STATUSES,
+    RESULT_COLUMNS,
+    UNFINISHED_JOB_SQL,
     JOB_COLUMNS,
     JSON_COLUMNS,
     MIGRATIONS,
@@ -29,11 +38,46 @@ from utils.store.base import (
     loads,
     new_job_row,
     now,
-    result_rows,
+    result_values,
     run_row,
+    status_count_delta,
 )
 
 T = TypeVar("T")
+# Batches of rows reach SQLite as one JSON array bound to one parameter (json_each reads it): one statement
+# runs the whole batch in C with the GIL released, where executemany binds row by row in Python and takes
+# the GIL back after every row (worker threads wait for it). JSON column values travel as JSON text inside
+# the array (strings), so they are stored exactly as encoded.
+# Statuses the items about to be saved have now (a job's counters change by the difference); CROSS JOIN
+# keeps SQLite looking each idx up by primary key (`idx IN (...)` would scan all the job's items every save).
+STATUS_COUNTS_SQL = ("SELECT items.status, COUNT(*) FROM json_each(:rows) AS saved CROSS JOIN items "
+                     "ON items.job_id = :job_id AND items.idx = json_extract(saved.value, '$[1]') "
+                     "GROUP BY items.status")
+UPSERT_RESULT = ("ON CONFLICT (job_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, "
+                 "result = excluded.result, error = excluded.error, duration_ms = excluded.duration_ms, "
+                 "updated_at = excluded.updated_at")
+SAVE_RESULTS_SQL = (  # :rows holds result_values() tuples (RESULT_COLUMNS order), results as JSON text
+    f"INSERT INTO items ({', '.join(RESULT_COLUMNS)}) SELECT :job_id, "
+    + ", ".join(f"json_extract(value, '$[{n}]')" for n in range(1, len(RESULT_COLUMNS)))
+    + " FROM json_each(:rows) WHERE true "  # WHERE: so SQLite does not read ON CONFLICT as a join's ON
+    + UPSERT_RESULT
+)
+SAVE_RESULTS_ROW_SQL = (  # the same, one row at a time: for a batch orjson cannot put into one array
+    f"INSERT INTO items ({', '.join(RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(RESULT_COLUMNS))}) "
+    + UPSERT_RESULT
+)
+ADD_ITEMS_SQL = ("INSERT INTO items (job_id, idx, input, status, attempts, updated_at) SELECT :job_id, "
+                 "json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'pending', 0, :stamp "
+                 "FROM json_each(:rows) WHERE true ON CONFLICT (job_id, idx) DO NOTHING")
+RECOUNT_SQL = (
+    f"UPDATE jobs SET done = (SELECT COUNT(*) FROM items WHERE job_id = :id AND status IN {DONE_STATUSES}), "
+    f"failed = (SELECT COUNT(*) FROM items WHERE job_id = :id AND status IN {FAILED_STATUSES}) WHERE id = :id"
+)
+
+
+def _json_array(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as one JSON array of arrays for json_each (orjson: a C loop; TypeError for text it refuses)."""
+    return orjson.dumps(rows).decode()
 
 
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
@@ -144,16 +188,16 @@ class SQLiteStore(Store):
                "ON CONFLICT DO NOTHING")
         return self._write(lambda conn: conn.execute(sql, list(row.values())).rowcount == 1)
 
-    def find_job_by_key(self, owner: str, idem_key: str) -> dict | None:
+    def find_job_by_key(self, owner: str, idem_key: str) -> JobRow | None:
         rows = self._read("SELECT * FROM jobs WHERE owner = ? AND idem_key = ?", (owner, idem_key))
         return _job(rows[0]) if rows else None
 
-    def get_job(self, job_id: str) -> dict | None:
+    def get_job(self, job_id: str) -> JobRow | None:
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _job(rows[0]) if rows else None
 
     def list_jobs(self, owner: str | None = None, statuses: Sequence[str] | None = None,
-                  kind: str | None = None, limit: int = 100) -> list[dict]:
+                  kind: str | None = None, limit: int = 100) -> list[JobRow]:
         where, params = ["1 = 1"], []
         if owner is not None:
             where.append("owner = ?")
@@ -182,30 +226,59 @@ class SQLiteStore(Store):
     # --- items ---------------------------------------------------------------
     def add_items(self, job_id: str, inputs: Iterable[tuple[int, Any]]) -> int:
         stamp = now()
-        rows = [(job_id, int(idx), dumps(value), stamp) for idx, value in inputs]
-        sql = ("INSERT INTO items (job_id, idx, input, status, attempts, updated_at) VALUES (?, ?, ?, 'pending', 0, ?) "
-               "ON CONFLICT (job_id, idx) DO NOTHING")
-        return self._write(lambda conn: conn.executemany(sql, rows).rowcount) if rows else 0
+        rows = [(int(idx), dumps(value)) for idx, value in inputs]
+        if not rows:
+            return 0
+        try:
+            batch = _json_array(rows)
+        except TypeError:  # text orjson refuses (a lone surrogate): bind row by row, SQLite says what is wrong
+            sql = ("INSERT INTO items (job_id, idx, input, status, attempts, updated_at) "
+                   "VALUES (?, ?, ?, 'pending', 0, ?) ON CONFLICT (job_id, idx) DO NOTHING")
+            return self._write(lambda conn: conn.executemany(sql, [(job_id, i, text, stamp) for i, text in rows]).rowcount)
+        params = {"job_id": job_id, "stamp": stamp, "rows": batch}
+        return self._write(lambda conn: conn.execute(ADD_ITEMS_SQL, params).rowcount)
 
     def save_results(self, job_id: str, rows: Sequence[dict]) -> None:
-        params = [
-            (r["job_id"], r["idx"], r["status"], r["attempts"], None if r["result"] is None else dumps(r["result"]),
-             r["error"], r["duration_ms"], r["updated_at"])
-            for r in result_rows(job_id, rows)
-        ]
+        self._save_values(job_id, result_values(job_id, rows, encode=dumps))
+
+    def prepare_results(self, job_id: str, rows: Sequence[dict]) -> list[tuple]:
+        """The SAVE_RESULTS_SQL parameters, results already encoded as JSON."""
+        return result_values(job_id, rows, encode=dumps)
+
+    def save_prepared(self, job_id: str, batches: Sequence[list[tuple]]) -> None:
+        if len(batches) == 1:
+            self._save_values(job_id, batches[0])
+        else:  # one row per idx, the last wins (as in one save_results)
+            self._save_values(job_id, list({values[1]: values for batch in batches for values in batch}.values()))
+
+    def _save_values(self, job_id: str, params: list[tuple]) -> None:
+        """Upsert RESULT_COLUMNS tuples (one per idx) and move the job's counters by what they changed."""
         if not params:
             return
-        sql = ("INSERT INTO items (job_id, idx, status, attempts, result, error, duration_ms, updated_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, idx) DO UPDATE SET "
-               "status = excluded.status, attempts = excluded.attempts, result = excluded.result, "
-               "error = excluded.error, duration_ms = excluded.duration_ms, updated_at = excluded.updated_at")
-        self._write(lambda conn: conn.executemany(sql, params))
+        after = Counter(map(itemgetter(2), params))
+        try:
+            batch: str | None = _json_array(params)
+        except TypeError:  # text orjson refuses (a lone surrogate): bind row by row, SQLite says what is wrong
+            batch = None
+        json_params = {"job_id": job_id, "rows": batch or _json_array([values[:2] for values in params])}
+
+        def work(conn: sqlite3.Connection) -> None:
+            before = dict(conn.execute(STATUS_COUNTS_SQL, json_params).fetchall())
+            if batch is not None:
+                conn.execute(SAVE_RESULTS_SQL, json_params)
+            else:
+                conn.executemany(SAVE_RESULTS_ROW_SQL, params)
+            done, failed = status_count_delta(before, after)
+            if done or failed:
+                conn.execute("UPDATE jobs SET done = done + ?, failed = failed + ? WHERE id = ?", (done, failed, job_id))
+
+        self._write(work)
 
     def pending_items(self, job_id: str) -> list[tuple[int, Any]]:
         rows = self._read("SELECT idx, input FROM items WHERE job_id = ? AND status = 'pending' ORDER BY idx", (job_id,))
         return [(row["idx"], loads(row["input"])) for row in rows]
 
-    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[ItemRow]:
         where, params = "job_id = ?", [job_id]
         if status is not None:
             where += " AND status = ?"
@@ -221,20 +294,110 @@ class SQLiteStore(Store):
         return counts
 
     def cancel_pending(self, job_id: str, reason: str) -> int:
-        sql = "UPDATE items SET status = 'cancelled', error = ?, updated_at = ? WHERE job_id = ? AND status = 'pending'"
-        return self._write(lambda conn: conn.execute(sql, (reason, now(), job_id)).rowcount)
+        return self._close_pending(job_id, "cancelled", reason)
+
+    def fail_pending(self, job_id: str, reason: str) -> int:
+        return self._close_pending(job_id, "failed", reason)
+
+    def _close_pending(self, job_id: str, status: str, reason: str) -> int:
+        sql = "UPDATE items SET status = ?, error = ?, updated_at = ? WHERE job_id = ? AND status = 'pending'"
+
+        def work(conn: sqlite3.Connection) -> int:
+            count = conn.execute(sql, (status, reason, now(), job_id)).rowcount
+            conn.execute(RECOUNT_SQL, {"id": job_id})
+            return count
+
+        return self._write(work)
+
+    def reopen_items(self, job_id: str, statuses: Sequence[str] = ("cancelled",)) -> int:
+        if not statuses:
+            return 0
+        marks = ", ".join("?" * len(statuses))
+        sql = (f"UPDATE items SET status = 'pending', error = NULL, result = NULL, updated_at = ? "
+               f"WHERE job_id = ? AND status IN ({marks})")
+
+        def work(conn: sqlite3.Connection) -> int:
+            count = conn.execute(sql, (now(), job_id, *statuses)).rowcount
+            if count:
+                conn.execute("UPDATE jobs SET status = 'pending', error = '', finished_at = NULL WHERE id = ?", (job_id,))
+                conn.execute(RECOUNT_SQL, {"id": job_id})
+            return count
+
+        return self._write(work)
+
+    # --- finishing and leases --------------------------------------------------
+    def finish_job(self, job_id: str, status: str, **fields: Any) -> bool:
+        check_job_fields({**fields, "status": status})
+        fields = {**fields, "status": status, "lease_owner": None, "lease_expires": None}
+        fields.setdefault("finished_at", now())
+        sql = f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in fields)} WHERE id = ?"
+
+        def work(conn: sqlite3.Connection) -> bool:
+            pending = conn.execute("SELECT COUNT(*) FROM items WHERE job_id = ? AND status = 'pending'",
+                                   (job_id,)).fetchone()[0]
+            if status == "completed" and pending:
+                return False
+            conn.execute(RECOUNT_SQL, {"id": job_id})
+            conn.execute(sql, [*fields.values(), job_id])
+            return True
+
+        return self._write(work)
+
+    def claim_job(self, job_id: str, server: str, lease_s: float) -> bool:
+        sql = ("UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id = ? "
+               "AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?)")
+        stamp = now()
+        return self._write(lambda conn: conn.execute(sql, (server, stamp + lease_s, job_id, server, stamp)).rowcount == 1)
+
+    def claim_orphans(self, server: str, lease_s: float, limit: int = 100) -> list[JobRow]:
+        stamp = now()
+        select = (f"SELECT id FROM jobs WHERE {UNFINISHED_JOB_SQL} "
+                  "AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY created_at LIMIT ?")
+
+        def work(conn: sqlite3.Connection) -> list[dict]:
+            # BEGIN IMMEDIATE (in _write) holds the write lock from the select on: no other server claims in between.
+            ids = [row[0] for row in conn.execute(select, (stamp, int(limit)))]
+            if not ids:
+                return []
+            marks = ", ".join("?" * len(ids))
+            conn.execute(f"UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id IN ({marks})",
+                         (server, stamp + lease_s, *ids))
+            return [_job(row) for row in conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY created_at", ids)]
+
+        return self._write(work)
+
+    def release_lease(self, job_id: str, server: str) -> bool:
+        sql = "UPDATE jobs SET lease_expires = 0 WHERE id = ? AND lease_owner = ?"
+        return self._write(lambda conn: conn.execute(sql, (job_id, server)).rowcount == 1)
+
+    def renew_leases(self, job_ids: Sequence[str], server: str, lease_s: float) -> set[str]:
+        if not job_ids:
+            return set()
+        stamp = now()
+        marks = ", ".join("?" * len(job_ids))
+        update = (f"UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id IN ({marks}) AND status = 'running' "
+                  "AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?)")
+
+        def work(conn: sqlite3.Connection) -> set[str]:
+            conn.execute(update, (server, stamp + lease_s, *job_ids, server, stamp))
+            rows = conn.execute(f"SELECT id FROM jobs WHERE id IN ({marks}) AND lease_owner = ?", (*job_ids, server))
+            return {row[0] for row in rows}
+
+        return self._write(work)
 
     # --- history -------------------------------------------------------------
-    def add_history(self, records: Sequence[dict], source: str) -> int:
+    def add_history(self, records: Sequence[dict], source: str, owner: str = "") -> int:
         stamp = now()
-        rows = [(dumps(record), source, stamp) for record in records]
+        rows = [(dumps(record), source, stamp, owner) for record in records]
         if not rows:
             return 0
-        sql = "INSERT INTO history (record, source, created_at) VALUES (?, ?, ?)"
+        sql = "INSERT INTO history (record, source, created_at, owner) VALUES (?, ?, ?, ?)"
         return self._write(lambda conn: conn.executemany(sql, rows).rowcount)
 
-    def history(self, limit: int | None = None) -> list[dict]:
-        rows = self._read("SELECT * FROM history ORDER BY id DESC LIMIT ?", (-1 if limit is None else int(limit),))
+    def history(self, limit: int | None = None, owner: str | None = None) -> list[HistoryRow]:
+        where, params = ("WHERE owner = ?", [owner]) if owner is not None else ("", [])
+        rows = self._read(f"SELECT * FROM history {where} ORDER BY id DESC LIMIT ?",
+                          (*params, -1 if limit is None else int(limit)))
         return [{**dict(row), "record": loads(row["record"])} for row in rows]
 
     # --- files ---------------------------------------------------------------
@@ -243,7 +406,7 @@ class SQLiteStore(Store):
         sql = f"INSERT INTO files ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) ON CONFLICT (id) DO NOTHING"
         self._write(lambda conn: conn.execute(sql, list(row.values())))
 
-    def get_file(self, file_id: str) -> dict | None:
+    def get_file(self, file_id: str) -> FileRow | None:
         rows = self._read("SELECT * FROM files WHERE id = ?", (file_id,))
         return dict(rows[0]) if rows else None
 
@@ -263,7 +426,7 @@ class SQLiteStore(Store):
         sql = f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
         self._write(lambda conn: conn.execute(sql, list(row.values())))
 
-    def runs(self, limit: int = 1000) -> list[dict]:
+    def runs(self, limit: int = 1000) -> list[RunRow]:
         return [dict(row) for row in self._read("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (int(limit),))]
 
     # --- db_ops helpers --------------------------------------------------------

@@ -20,9 +20,16 @@ from storage3.exceptions import StorageApiError
 from supabase import Client, create_client
 
 from utils.store.base import (
+    DONE_STATUSES,
+    FAILED_STATUSES,
     ITEM_STATUSES,
     JSON_COLUMNS,
     MIGRATIONS,
+    FileRow,
+    HistoryRow,
+    ItemRow,
+    JobRow,
+    RunRow,
     Store,
     StoreError,
     check_job_fields,
@@ -89,16 +96,16 @@ class SupabaseStore(Store):
             raise
         return True
 
-    def find_job_by_key(self, owner: str, idem_key: str) -> dict | None:
+    def find_job_by_key(self, owner: str, idem_key: str) -> JobRow | None:
         rows = self._table("jobs").select("*").eq("owner", owner).eq("idem_key", idem_key).limit(1).execute().data
         return rows[0] if rows else None
 
-    def get_job(self, job_id: str) -> dict | None:
+    def get_job(self, job_id: str) -> JobRow | None:
         rows = self._table("jobs").select("*").eq("id", job_id).limit(1).execute().data
         return rows[0] if rows else None
 
     def list_jobs(self, owner: str | None = None, statuses: Sequence[str] | None = None,
-                  kind: str | None = None, limit: int = 100) -> list[dict]:
+                  kind: str | None = None, limit: int = 100) -> list[JobRow]:
         if statuses is not None and not statuses:
             return []
 
@@ -140,6 +147,15 @@ class SupabaseStore(Store):
         complete = [{**row, "result": plain_json(row["result"])} for row in result_rows(job_id, rows)]
         if complete:  # one request is one transaction in PostgREST
             self._table("items").upsert(complete, on_conflict="job_id,idx", returning="minimal").execute()
+            self._recount(job_id)
+
+    def _recount(self, job_id: str) -> dict[str, int]:
+        """Counters from the items (best effort: REST has no transaction spanning requests, but counts only grow)."""
+        counts = self.item_counts(job_id)
+        done = sum(n for status, n in counts.items() if status in DONE_STATUSES)
+        failed = sum(n for status, n in counts.items() if status in FAILED_STATUSES)
+        self._table("jobs").update({"done": done, "failed": failed}, returning="minimal").eq("id", job_id).execute()
+        return counts
 
     def pending_items(self, job_id: str) -> list[tuple[int, Any]]:
         rows = self._select_all(
@@ -147,7 +163,7 @@ class SupabaseStore(Store):
         )
         return [(row["idx"], row["input"]) for row in rows]
 
-    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+    def item_rows(self, job_id: str, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[ItemRow]:
         def build():
             query = self._table("items").select("*").eq("job_id", job_id)
             if status is not None:
@@ -168,21 +184,85 @@ class SupabaseStore(Store):
         response = (self._table("items")
                     .update({"status": "cancelled", "error": reason, "updated_at": now()}, count="exact", returning="minimal")
                     .eq("job_id", job_id).eq("status", "pending").execute())
+        self._recount(job_id)
         return response.count or 0
 
-    # --- history -------------------------------------------------------------
-    def add_history(self, records: Sequence[dict], source: str) -> int:
-        stamp = now()
-        return self.insert_rows("history", [{"record": r, "source": source, "created_at": stamp} for r in records])
+    def fail_pending(self, job_id: str, reason: str) -> int:
+        response = (self._table("items")
+                    .update({"status": "failed", "error": reason, "updated_at": now()}, count="exact", returning="minimal")
+                    .eq("job_id", job_id).eq("status", "pending").execute())
+        self._recount(job_id)
+        return response.count or 0
 
-    def history(self, limit: int | None = None) -> list[dict]:
-        return self._select_all(lambda: self._table("history").select("*").order("id", desc=True), limit=limit)
+    def reopen_items(self, job_id: str, statuses: Sequence[str] = ("cancelled",)) -> int:
+        response = (self._table("items")
+                    .update({"status": "pending", "error": None, "result": None, "updated_at": now()}, count="exact",
+                            returning="minimal")
+                    .eq("job_id", job_id).in_("status", list(statuses)).execute())
+        if response.count:
+            self.update_job(job_id, status="pending", error="", finished_at=None)
+            self._recount(job_id)
+        return response.count or 0
+
+    # --- finishing and leases (best effort: each request is atomic, the sequence is not) ----------
+    def finish_job(self, job_id: str, status: str, **fields: Any) -> bool:
+        check_job_fields({**fields, "status": status})
+        counts = self._recount(job_id)
+        if status == "completed" and counts.get("pending"):
+            return False
+        fields = {**fields, "status": status, "lease_owner": None, "lease_expires": None}
+        fields.setdefault("finished_at", now())
+        self._table("jobs").update(fields, returning="minimal").eq("id", job_id).execute()
+        return True
+
+    def claim_job(self, job_id: str, server: str, lease_s: float) -> bool:
+        """Three conditional updates, each atomic: a free lease, our own, or an expired one."""
+        stamp = now()
+        fields = {"lease_owner": server, "lease_expires": stamp + lease_s}
+        for condition in (lambda q: q.is_("lease_owner", "null"), lambda q: q.eq("lease_owner", server),
+                          lambda q: q.lt("lease_expires", stamp)):
+            query = self._table("jobs").update(fields, count="exact", returning="minimal").eq("id", job_id)
+            if condition(query).execute().count:
+                return True
+        return False
+
+    def claim_orphans(self, server: str, lease_s: float, limit: int = 100) -> list[JobRow]:
+        claimed = []
+        for job in reversed(self.list_jobs(statuses=["pending", "running"], limit=limit)):
+            if job.get("lease_owner") is None and not self.item_counts(job["id"])["pending"]:
+                continue  # never held by a queue, nothing to run: not ours (see base.UNFINISHED_JOB_SQL)
+            if self.claim_job(job["id"], server, lease_s):
+                claimed.append(self.get_job(job["id"]))
+        return [job for job in claimed if job is not None]
+
+    def release_lease(self, job_id: str, server: str) -> bool:
+        response = (self._table("jobs").update({"lease_expires": 0}, count="exact",
+                                               returning="minimal").eq("id", job_id).eq("lease_owner", server).execute())
+        return bool(response.count)
+
+    def renew_leases(self, job_ids: Sequence[str], server: str, lease_s: float) -> set[str]:
+        return {job_id for job_id in job_ids if self.claim_job(job_id, server, lease_s)}
+
+    # --- history -------------------------------------------------------------
+    def add_history(self, records: Sequence[dict], source: str, owner: str = "") -> int:
+        stamp = now()
+        return self.insert_rows("history", [{"record": r, "source": source, "created_at": stamp, "owner": owner}
+                                            for r in records])
+
+    def history(self, limit: int | None = None, owner: str | None = None) -> list[HistoryRow]:
+        def build():
+            query = self._table("history").select("*")
+            if owner is not None:
+                query = query.eq("owner", owner)
+            return query.order("id", desc=True)
+
+        return self._select_all(build, limit=limit)
 
     # --- files ---------------------------------------------------------------
     def add_file(self, meta: dict) -> None:
         self._table("files").upsert(file_row(meta), on_conflict="id", ignore_duplicates=True, returning="minimal").execute()
 
-    def get_file(self, file_id: str) -> dict | None:
+    def get_file(self, file_id: str) -> FileRow | None:
         rows = self._table("files").select("*").eq("id", file_id).limit(1).execute().data
         return rows[0] if rows else None
 
@@ -199,7 +279,7 @@ class SupabaseStore(Store):
     def record_run(self, run: dict) -> None:
         self._table("runs").insert(run_row(run), returning="minimal").execute()
 
-    def runs(self, limit: int = 1000) -> list[dict]:
+    def runs(self, limit: int = 1000) -> list[RunRow]:
         return self._select_all(lambda: self._table("runs").select("*").order("id", desc=True), limit=int(limit))
 
     # --- db_ops helpers --------------------------------------------------------

@@ -1,0 +1,102 @@
+"""What a page shows of a job, built once per job version instead of once per rerun.
+
+Why: a Streamlit page reruns on every click, and every poll of a running job. A
+finished job never changes, so its results table, problems report and look-alike
+groups are built once and kept (keyed on job id and version). A running job's
+version moves as chunks finish (its item counts), so what is shown follows it.
+The store stays the single source of truth: a new version is read from it.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, TypeVar
+
+from utils.task_queue import ACTIVE
+
+T = TypeVar("T")
+MAX_ENTRIES = 16  # rows and tables of recent jobs; a 100,000-row table is some 100 MB
+
+
+@dataclass
+class _Entry:
+    version: Hashable
+    value: Any
+
+
+@dataclass
+class JobCache:
+    """Values per (store, job, name), each valid for one job version; least recently used dropped first."""
+
+    max_entries: int = MAX_ENTRIES
+    _entries: OrderedDict[tuple, _Entry] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # guards _entries
+
+    def get(self, key: tuple, version: Hashable, build: Callable[[], T]) -> T:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.version == version:
+                self._entries.move_to_end(key)
+                return entry.value
+        value = build()  # outside the lock: two sessions may build the same table once each, never block
+        with self._lock:
+            self._entries[key] = _Entry(version, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return value
+
+    def peek(self, key: tuple) -> Any:
+        """The value kept under key (any version), or None; does not build one."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return None if entry is None else entry.value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+CACHE = JobCache()
+
+
+def job_version(store: Any, job_id: str) -> Hashable:
+    """A finished job: its final record (status, counts, finish time). A running one: its item counts now."""
+    record = store.get_job(job_id)
+    if record is None:
+        return None
+    if record["status"] not in ACTIVE:
+        return (record["status"], record.get("done"), record.get("failed"), record.get("finished_at"))
+    return ("running", tuple(sorted(store.item_counts(job_id).items())))
+
+
+def cached(store: Any, job_id: str, name: str, build: Callable[[], T], version: Hashable | None = None) -> T:
+    """`build()` for this job, reused while the job's version is unchanged (the version is read when not given)."""
+    if version is None:
+        version = job_version(store, job_id)
+    return CACHE.get((store_key(store), job_id, name), version, build)
+
+
+_store_keys: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_store_keys_lock = threading.Lock()  # guards _store_keys
+
+
+def store_key(store: Any) -> str:
+    """A name for this store object that no later store gets (id() is reused once an object is gone)."""
+    with _store_keys_lock:
+        key = _store_keys.get(store)
+        if key is None:
+            key = _store_keys[store] = uuid.uuid4().hex
+        return key
+
+
+def job_rows(store: Any, job_id: str, version: Hashable | None = None) -> list[dict]:
+    """Every item row of the job (input, status, result), read from the store once per job version.
+
+    The tables of a page (results, counts, problems, duplicates) all start from these rows, so a render
+    reads them once. Treat them as read-only: they are shared.
+    """
+    return cached(store, job_id, "item_rows", lambda: store.item_rows(job_id), version)

@@ -1,0 +1,116 @@
+"""A page's job views follow the store: built once for a finished job, kept current while chunks finish."""
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from streamlit_app import job_cache
+from streamlit_app.validation import batch
+from utils.store.sqlite_store import SQLiteStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = SQLiteStore(tmp_path / "spindle.db")
+    yield store
+    store.close()
+
+
+def make_job(store, job_id: str, total: int) -> None:
+    store.create_job({"id": job_id, "owner": "someone", "kind": batch.KIND, "total": total, "status": "running",
+                      "params": {"source": "t.csv", "columns": ["name"]}})
+    store.add_items(job_id, [(i, {"row": i + 2, "name": f"person {i}", batch.SHEET_KEY: {"name": f"person {i}"}})
+                             for i in range(total)])
+
+
+def finish(store, job_id: str, indexes, verdict=lambda i: "valid" if i % 3 else "invalid") -> None:
+    rows = []
+    for i in indexes:
+        if i % 11 == 5:
+            rows.append({"idx": i, "status": "failed", "error": "ValueError: unreadable"})
+        else:
+            rows.append({"idx": i, "status": "completed", "result": {"row": i + 2, "status": verdict(i), "problems": []}})
+    store.save_results(job_id, rows)
+
+
+def test_running_counts_follow_chunks_finishing_out_of_order(store):
+    services = SimpleNamespace(store=store)
+    make_job(store, "j1", 300)
+    order = list(range(300))
+    chunks = [order[i:i + 25] for i in range(0, 300, 25)]
+    random.Random(4).shuffle(chunks[2:6])  # a few chunks overtake each other, as parallel workers do
+    for chunk in chunks:
+        finish(store, "j1", chunk)
+        assert batch.running_counts(services, "j1") == batch._final_counts(store, "j1")
+    store.update_job("j1", status="completed", done=300, failed=sum(1 for i in range(300) if i % 11 == 5))
+    final = batch.running_counts(services, "j1")
+    assert final == batch._final_counts(store, "j1")
+    assert final["pending"] == 0 and final["valid"] + final["invalid"] + final["failed"] == 300
+
+
+def test_a_finished_jobs_table_is_built_once_and_a_new_version_rebuilds_it(store):
+    services = SimpleNamespace(store=store)
+    make_job(store, "j2", 10)
+    finish(store, "j2", range(5))
+    running = batch.results_frame(services, "j2")
+    assert (running["status"] == "pending").sum() == 5
+    finish(store, "j2", range(5, 10))
+    store.update_job("j2", status="completed", done=10, failed=0, finished_at=1.0)
+    first = batch.results_frame(services, "j2")
+    assert (first["status"] != "pending").all()  # the chunks that finished since are in
+    assert batch.results_frame(services, "j2") is first  # a rerun reuses the finished table
+
+
+def test_the_cache_keeps_only_recent_entries():
+    cache = job_cache.JobCache(max_entries=2)
+    for key in ("a", "b", "c"):
+        cache.get((key,), 1, lambda key=key: key.upper())
+    built = []
+    assert cache.get(("a",), 1, lambda: built.append("a") or "A again") == "A again"  # "a" was dropped
+    assert cache.get(("c",), 1, lambda: built.append("c")) == "C"  # "c" was kept
+    assert built == ["a"]
+
+
+def test_a_running_jobs_table_streams_the_rows_finished_so_far_and_reads_each_once(store):
+    services = SimpleNamespace(store=store)
+    make_job(store, "j3", 2_000)
+    reads = []
+    item_rows = store.item_rows
+
+    def counting(job_id, status=None, limit=None, offset=0):
+        rows = item_rows(job_id, status=status, limit=limit, offset=offset)
+        reads.append((status, len(rows)))
+        return rows
+
+    store.item_rows = counting
+    assert (batch.results_frame(services, "j3")["status"] == "pending").all()  # nothing finished yet
+    finish(store, "j3", range(0, 1_500))
+    first = batch.results_frame(services, "j3")
+    finished = first[first["status"] != "pending"]
+    assert len(finished) == batch.STREAM_ROWS and finished["row"].tolist() == list(range(502, 1_502))  # the newest
+    assert (first["status"] == "pending").sum() == batch.STREAM_PENDING  # then the next rows waiting
+    assert first["name"].iloc[0] == "person 500"  # the sheet's own cells
+    reads.clear()
+    finish(store, "j3", range(1_500, 1_600))
+    second = batch.results_frame(services, "j3")
+    assert second[second["status"] != "pending"]["row"].iloc[-1] == 1_601
+    completed_read = sum(n for status, n in reads if status == "completed")
+    assert completed_read == 100 - sum(1 for i in range(1_500, 1_600) if i % 11 == 5)  # only the new rows
+    counts = batch.running_counts(services, "j3")
+    assert counts == batch._final_counts(store, "j3")
+
+    finish(store, "j3", range(1_600, 2_000))  # the last chunks, then the job ends
+    store.update_job("j3", status="completed", done=2_000, failed=0, finished_at=2.0)
+    reads.clear()
+    final = batch.results_frame(services, "j3")
+    assert all(status is not None for status, _ in reads)  # the rows it had seen are not read again
+    assert len(final) == 2_000 and (final["status"] != "pending").all()
+    job_cache.CACHE.clear()
+    assert final.equals(batch.results_frame(services, "j3"))  # the same table as one read of every row
+
+
+def test_duplicate_group_labels_do_not_round_a_probability_up_to_certainty():
+    assert batch._percent(99.96) == "99.9 % likely the same person"
+    assert batch._percent(100.0) == "100.0 % likely the same person"
