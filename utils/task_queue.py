@@ -647,7 +647,7 @@ class AsyncTaskQueue:
             self._live.pop(job_id, None)
             raise
         if not self._map_takes_on_done:
-            live.job.on_done = done  # type: ignore[attr-defined]
+            live.job.on_done = done
             if live.job.finished_flag:
                 done([])
 

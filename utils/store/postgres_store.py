@@ -8,11 +8,11 @@ Connections come from a small pool shared by all threads.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence, TypeVar, cast
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb, set_json_dumps
 
 from utils.store.base import (
@@ -41,6 +41,7 @@ from utils.store.base import (
 )
 
 T = TypeVar("T")
+Conn = psycopg.Connection[DictRow]  # every connection is opened with row_factory=dict_row
 MIGRATION_LOCK_ID = 0x5350494E  # "SPIN": serialises migrations when several processes open the store at once
 # Staging table for COPY; rows vanish at commit, the table lives as long as the connection.
 STAGING_DDL = "CREATE TEMP TABLE IF NOT EXISTS items_in (LIKE items INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -68,7 +69,7 @@ class PostgresStore(Store):
     def __init__(self, url: str, pool_size: int = 8, connect_timeout_s: int = 10) -> None:
         self.url = url
         self._connect_timeout_s = connect_timeout_s
-        self._pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
             self._connect, pool_size, is_broken=lambda conn: conn.closed or conn.broken, close=lambda conn: conn.close()
         )
         try:
@@ -78,12 +79,12 @@ class PostgresStore(Store):
             raise StoreError(f"cannot open the PostgreSQL store: {exc}") from exc
 
     # --- plumbing ------------------------------------------------------------
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self) -> Conn:
         conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=self._connect_timeout_s)
         set_json_dumps(dumps, conn)  # JSON written exactly as on SQLite (NaN as null, numpy scalars)
         return conn
 
-    def _run(self, work: Callable[[psycopg.Connection], T], transaction: bool = True) -> T:
+    def _run(self, work: Callable[[Conn], T], transaction: bool = True) -> T:
         """Run `work` on a pooled connection; retry once if that connection had died (e.g. server restart)."""
         for attempt in (1, 2):
             with self._pool.connection() as conn:
@@ -97,14 +98,16 @@ class PostgresStore(Store):
                         raise
         raise AssertionError("unreachable")
 
-    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[dict]:
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[DictRow]:
         return self._run(lambda conn: conn.execute(query, params).fetchall(), transaction=False)
 
     def _migrate(self) -> None:
-        def work(conn: psycopg.Connection) -> None:
+        def work(conn: Conn) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
             conn.execute(SCHEMA_VERSION_DDL.format(real="DOUBLE PRECISION"))
-            current = conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version").fetchone()["v"]
+            version = conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version").fetchone()
+            assert version is not None  # an aggregate without GROUP BY returns one row
+            current = version["v"]
             for number, step in enumerate(MIGRATIONS["postgres"], start=1):
                 if number > current:
                     conn.execute(step)
@@ -125,15 +128,16 @@ class PostgresStore(Store):
 
     def find_job_by_key(self, owner: str, idem_key: str) -> JobRow | None:
         rows = self._rows("SELECT * FROM jobs WHERE owner = %s AND idem_key = %s", (owner, idem_key))
-        return rows[0] if rows else None
+        return cast(JobRow, rows[0]) if rows else None
 
     def get_job(self, job_id: str) -> JobRow | None:
         rows = self._rows("SELECT * FROM jobs WHERE id = %s", (job_id,))
-        return rows[0] if rows else None
+        return cast(JobRow, rows[0]) if rows else None
 
     def list_jobs(self, owner: str | None = None, statuses: Sequence[str] | None = None,
                   kind: str | None = None, limit: int = 100) -> list[JobRow]:
-        where, params = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        params: list[str | list[str]] = []  # a list binds as a PostgreSQL array (for ANY)
         if owner is not None:
             where.append("owner = %s")
             params.append(owner)
@@ -144,7 +148,7 @@ class PostgresStore(Store):
             where.append("kind = %s")
             params.append(kind)
         query = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT %s"
-        return self._rows(query, [*params, int(limit)])
+        return cast("list[JobRow]", self._rows(query, [*params, int(limit)]))
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         check_job_fields(fields)
@@ -163,7 +167,7 @@ class PostgresStore(Store):
         if not rows:
             return 0
 
-        def work(conn: psycopg.Connection) -> int:
+        def work(conn: Conn) -> int:
             conn.execute(STAGING_DDL)
             with conn.cursor() as cur:
                 with cur.copy("COPY items_in (job_id, idx, input, updated_at) FROM STDIN (FORMAT BINARY)") as copy:
@@ -182,7 +186,7 @@ class PostgresStore(Store):
         if not complete:
             return
 
-        def work(conn: psycopg.Connection) -> None:
+        def work(conn: Conn) -> None:
             conn.execute(STAGING_DDL)
             with conn.cursor() as cur:
                 with cur.copy(f"COPY items_in ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -209,7 +213,7 @@ class PostgresStore(Store):
             where += " AND status = %s"
             params.append(status)
         query = f"SELECT * FROM items WHERE {where} ORDER BY idx LIMIT %s OFFSET %s"
-        return self._rows(query, [*params, limit, int(offset)])
+        return cast("list[ItemRow]", self._rows(query, [*params, limit, int(offset)]))
 
     def item_counts(self, job_id: str) -> dict[str, int]:
         counts = dict.fromkeys(ITEM_STATUSES, 0)
@@ -226,7 +230,7 @@ class PostgresStore(Store):
     def _close_pending(self, job_id: str, status: str, reason: str) -> int:
         query = "UPDATE items SET status = %s, error = %s, updated_at = %s WHERE job_id = %s AND status = 'pending'"
 
-        def work(conn: psycopg.Connection) -> int:
+        def work(conn: Conn) -> int:
             conn.execute(LOCK_JOB, (job_id,))
             count = conn.execute(query, (status, reason, now(), job_id)).rowcount
             conn.execute(RECOUNT, {"id": job_id})
@@ -238,7 +242,7 @@ class PostgresStore(Store):
         query = ("UPDATE items SET status = 'pending', error = NULL, result = NULL, updated_at = %s "
                  "WHERE job_id = %s AND status = ANY(%s)")
 
-        def work(conn: psycopg.Connection) -> int:
+        def work(conn: Conn) -> int:
             conn.execute(LOCK_JOB, (job_id,))
             count = conn.execute(query, (now(), job_id, list(statuses))).rowcount
             if count:
@@ -255,10 +259,12 @@ class PostgresStore(Store):
         fields.setdefault("finished_at", now())
         query = f"UPDATE jobs SET {', '.join(f'{name} = %s' for name in fields)} WHERE id = %s"
 
-        def work(conn: psycopg.Connection) -> bool:
+        def work(conn: Conn) -> bool:
             conn.execute(LOCK_JOB, (job_id,))
-            pending = conn.execute("SELECT COUNT(*) AS n FROM items WHERE job_id = %s AND status = 'pending'",
-                                   (job_id,)).fetchone()["n"]
+            counted = conn.execute("SELECT COUNT(*) AS n FROM items WHERE job_id = %s AND status = 'pending'",
+                                   (job_id,)).fetchone()
+            assert counted is not None  # an aggregate without GROUP BY returns one row
+            pending = counted["n"]
             if status == "completed" and pending:
                 return False
             conn.execute(RECOUNT, {"id": job_id})
@@ -280,9 +286,9 @@ class PostgresStore(Store):
                  "ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
                  "UPDATE jobs SET lease_owner = %s, lease_expires = %s FROM free WHERE jobs.id = free.id RETURNING jobs.*")
 
-        def work(conn: psycopg.Connection) -> list[dict]:
+        def work(conn: Conn) -> list[JobRow]:
             rows = conn.execute(query, (stamp, int(limit), server, stamp + lease_s)).fetchall()
-            return sorted(rows, key=lambda row: row["created_at"])
+            return cast("list[JobRow]", sorted(rows, key=lambda row: row["created_at"]))
 
         return self._run(work)
 
@@ -307,8 +313,9 @@ class PostgresStore(Store):
 
     def history(self, limit: int | None = None, owner: str | None = None) -> list[HistoryRow]:
         if owner is None:
-            return self._rows("SELECT * FROM history ORDER BY id DESC LIMIT %s", (limit,))
-        return self._rows("SELECT * FROM history WHERE owner = %s ORDER BY id DESC LIMIT %s", (owner, limit))
+            return cast("list[HistoryRow]", self._rows("SELECT * FROM history ORDER BY id DESC LIMIT %s", (limit,)))
+        return cast("list[HistoryRow]",
+                    self._rows("SELECT * FROM history WHERE owner = %s ORDER BY id DESC LIMIT %s", (owner, limit)))
 
     # --- files ---------------------------------------------------------------
     def add_file(self, meta: dict) -> None:
@@ -319,7 +326,7 @@ class PostgresStore(Store):
 
     def get_file(self, file_id: str) -> FileRow | None:
         rows = self._rows("SELECT * FROM files WHERE id = %s", (file_id,))
-        return rows[0] if rows else None
+        return cast(FileRow, rows[0]) if rows else None
 
     # --- cache ---------------------------------------------------------------
     def cache_get(self, namespace: str, key: str) -> Any | None:
@@ -338,7 +345,7 @@ class PostgresStore(Store):
         self._run(lambda conn: conn.execute(query, list(row.values())))
 
     def runs(self, limit: int = 1000) -> list[RunRow]:
-        return self._rows("SELECT * FROM runs ORDER BY id DESC LIMIT %s", (int(limit),))
+        return cast("list[RunRow]", self._rows("SELECT * FROM runs ORDER BY id DESC LIMIT %s", (int(limit),)))
 
     # --- db_ops helpers --------------------------------------------------------
     def insert_rows(self, table: str, rows: Sequence[dict]) -> int:
@@ -351,7 +358,7 @@ class PostgresStore(Store):
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
 
-        def work(conn: psycopg.Connection) -> int:
+        def work(conn: Conn) -> int:
             with conn.cursor() as cur, cur.copy(copy_sql) as copy:
                 for row in rows:
                     copy.write_row([Jsonb(v) if c in json_columns and v is not None else v for c, v in row.items()])
@@ -361,7 +368,7 @@ class PostgresStore(Store):
 
     def execute(self, query: str, params: Sequence[Any] | dict | None = None) -> list[dict]:
         """One query in a READ ONLY transaction (`%s` or `%(name)s` placeholders); writes raise."""
-        def work(conn: psycopg.Connection) -> list[dict]:
+        def work(conn: Conn) -> list[DictRow]:
             conn.execute("SET TRANSACTION READ ONLY")
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []

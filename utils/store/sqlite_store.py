@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence, TypeVar, cast
 
 import orjson
 
@@ -98,19 +98,17 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-def _job(row: sqlite3.Row | None) -> dict | None:
-    if row is None:
-        return None
+def _job(row: sqlite3.Row) -> JobRow:
     job = dict(row)
     job["params"] = loads(job["params"])
-    return job
+    return cast(JobRow, job)
 
 
-def _item(row: sqlite3.Row) -> dict:
+def _item(row: sqlite3.Row) -> ItemRow:
     item = dict(row)
     item["input"] = loads(item["input"])
     item["result"] = loads(item["result"])
-    return item
+    return cast(ItemRow, item)
 
 
 class SQLiteStore(Store):
@@ -354,7 +352,7 @@ class SQLiteStore(Store):
         select = (f"SELECT id FROM jobs WHERE {UNFINISHED_JOB_SQL} "
                   "AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY created_at LIMIT ?")
 
-        def work(conn: sqlite3.Connection) -> list[dict]:
+        def work(conn: sqlite3.Connection) -> list[JobRow]:
             # BEGIN IMMEDIATE (in _write) holds the write lock from the select on: no other server claims in between.
             ids = [row[0] for row in conn.execute(select, (stamp, int(limit)))]
             if not ids:
@@ -398,7 +396,7 @@ class SQLiteStore(Store):
         where, params = ("WHERE owner = ?", [owner]) if owner is not None else ("", [])
         rows = self._read(f"SELECT * FROM history {where} ORDER BY id DESC LIMIT ?",
                           (*params, -1 if limit is None else int(limit)))
-        return [{**dict(row), "record": loads(row["record"])} for row in rows]
+        return [cast(HistoryRow, {**dict(row), "record": loads(row["record"])}) for row in rows]
 
     # --- files ---------------------------------------------------------------
     def add_file(self, meta: dict) -> None:
@@ -408,7 +406,7 @@ class SQLiteStore(Store):
 
     def get_file(self, file_id: str) -> FileRow | None:
         rows = self._read("SELECT * FROM files WHERE id = ?", (file_id,))
-        return dict(rows[0]) if rows else None
+        return cast(FileRow, dict(rows[0])) if rows else None
 
     # --- cache ---------------------------------------------------------------
     def cache_get(self, namespace: str, key: str) -> Any | None:
@@ -427,7 +425,7 @@ class SQLiteStore(Store):
         self._write(lambda conn: conn.execute(sql, list(row.values())))
 
     def runs(self, limit: int = 1000) -> list[RunRow]:
-        return [dict(row) for row in self._read("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (int(limit),))]
+        return [cast(RunRow, dict(row)) for row in self._read("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (int(limit),))]
 
     # --- db_ops helpers --------------------------------------------------------
     def insert_rows(self, table: str, rows: Sequence[dict]) -> int:

@@ -13,7 +13,7 @@ PostgREST and Storage requests: the HTTP boundary is what is tested.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, cast
 
 from postgrest.exceptions import APIError
 from storage3.exceptions import StorageApiError
@@ -119,7 +119,7 @@ class SupabaseStore(Store):
                 query = query.eq("kind", kind)
             return query.order("created_at", desc=True).order("id", desc=True)
 
-        return self._select_all(build, limit=int(limit))
+        return cast("list[JobRow]", self._select_all(build, limit=int(limit)))
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         check_job_fields(fields)
@@ -170,7 +170,7 @@ class SupabaseStore(Store):
                 query = query.eq("status", status)
             return query.order("idx")
 
-        return self._select_all(build, limit=limit, offset=int(offset))
+        return cast("list[ItemRow]", self._select_all(build, limit=limit, offset=int(offset)))
 
     def item_counts(self, job_id: str) -> dict[str, int]:
         counts = {}
@@ -256,7 +256,7 @@ class SupabaseStore(Store):
                 query = query.eq("owner", owner)
             return query.order("id", desc=True)
 
-        return self._select_all(build, limit=limit)
+        return cast("list[HistoryRow]", self._select_all(build, limit=limit))
 
     # --- files ---------------------------------------------------------------
     def add_file(self, meta: dict) -> None:
@@ -280,7 +280,8 @@ class SupabaseStore(Store):
         self._table("runs").insert(run_row(run), returning="minimal").execute()
 
     def runs(self, limit: int = 1000) -> list[RunRow]:
-        return self._select_all(lambda: self._table("runs").select("*").order("id", desc=True), limit=int(limit))
+        return cast("list[RunRow]",
+                    self._select_all(lambda: self._table("runs").select("*").order("id", desc=True), limit=int(limit)))
 
     # --- db_ops helpers --------------------------------------------------------
     def insert_rows(self, table: str, rows: Sequence[dict]) -> int:
