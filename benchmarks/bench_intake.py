@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pika  # noqa: E402
 
 from config.settings import load_settings  # noqa: E402
+from streamlit_app.publish import OutgoingMessage, publish  # noqa: E402
 from tests.fixtures.rabbitmq import start_rabbitmq  # noqa: E402
 from utils.intake import KINDS, PREFETCH_PER_WORKER, Intake, KindSpec  # noqa: E402
-from utils.publish import OutgoingMessage, publish  # noqa: E402
 from utils.services import open_services  # noqa: E402
 from utils.task_registry import task  # noqa: E402
 from utils.threading_manager import ThreadingManager  # noqa: E402

@@ -18,6 +18,7 @@ from config.settings import load_settings
 from streamlit_app.analytics import load_activity
 from streamlit_app.file_jobs import results_frame as file_results
 from streamlit_app.intake_status import intake_status
+from streamlit_app.publish import OutgoingMessage, publish, record_messages
 from streamlit_app.validation.batch import SHEET_KEY
 from streamlit_app.validation.batch import results_frame as validation_results
 from tests.waiting import wait_until
@@ -31,7 +32,6 @@ from utils.intake import (
     start_intake,
     stop_intake,
 )
-from utils.publish import OutgoingMessage, publish, record_messages
 from utils.services import open_services
 from utils.task_registry import task
 from utils.threading_manager import ThreadingManager
@@ -307,7 +307,7 @@ def test_without_a_broker_url_the_intake_is_off_and_says_so(tmp_path):
 
 def test_the_publish_command_sends_sheet_rows_and_files_and_refuses_files_outside_the_data_folder(rabbitmq, tmp_path,
                                                                                                  capsys):
-    from utils.publish import main as publish_main
+    from streamlit_app.publish import main as publish_main
 
     data = tmp_path / "data"
     (data / "inbox").mkdir(parents=True)

@@ -1,7 +1,7 @@
-"""`python -m utils.publish`: hand Spindle files or records through RabbitMQ, the way a producer would.
+"""`python -m streamlit_app.publish`: hand Spindle files or records through RabbitMQ, the way a producer would.
 
-    python -m utils.publish files --kind audio --job-id calls-2026-11 data/inbox/*.wav
-    python -m utils.publish records --job-id crm-export people.csv
+    python -m streamlit_app.publish files --kind audio --job-id calls-2026-11 data/inbox/*.wav
+    python -m streamlit_app.publish records --job-id crm-export people.csv
 
 Files must be under the data folder (SPINDLE_DATA_DIR) or be given as storage keys;
 --copy first copies other files into <data>/intake/<job id>/. Each row of a sheet
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.settings import Settings, load_settings
+from streamlit_app.validation.records import read_sheet
 
 FILE_KINDS = ("audio", "image", "text")
 
@@ -77,8 +78,6 @@ def record_messages(job_id: str, records: Iterable[dict], source: str = "") -> l
 
 def sheet_records(path: Path) -> list[dict]:
     """The rows of a CSV or Excel sheet as {column: text}, read with the Validation page's limits."""
-    from streamlit_app.validation.records import read_sheet
-
     frame = read_sheet(path.read_bytes(), path.name)
     return [{str(k): ("" if v is None else str(v)) for k, v in row.items()} for row in frame.to_dict("records")]
 
@@ -103,7 +102,7 @@ def publish(url: str, queue: str, messages: Sequence[OutgoingMessage]) -> int:
 
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
     settings = settings or load_settings()
-    parser = argparse.ArgumentParser(prog="python -m utils.publish", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m streamlit_app.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=settings.rabbitmq_url, help="broker URL (default: RABBITMQ_URL)")
     parser.add_argument("--queue", default=settings.voice_processing_queue,
                         help="queue name (default: VOICE_PROCESSING_QUEUE)")
