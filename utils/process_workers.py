@@ -5,8 +5,11 @@ deadlock. The pool is created once, warmed, and replaced only on resize or break
 """
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
+import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +46,33 @@ def limit_memory(limit_mb: int, then: Callable[[], None] | None = None) -> None:
         then()
 
 
+def exit_with_server(server_pid: int, then: Callable[[], None] | None = None) -> None:
+    """Worker-process initializer: end this worker when the server process ends, then run `then`.
+
+    A server that is SIGKILLed (or leaves with os._exit) cannot shut its pool down. Its workers
+    would live on, holding memory and sometimes spinning: each forkserver worker holds the
+    forkserver's "alive" pipe open, so the forkserver never sees its client go and never exits
+    either. A daemon thread waits on a pidfd of the server (Linux 5.3+), which becomes readable the
+    moment the server exits, and ends the worker at once, even in the middle of an item.
+    """
+    if not hasattr(os, "pidfd_open"):  # not Linux: workers end when their queue breaks, as before
+        if then is not None:
+            then()
+        return
+    try:
+        server = os.pidfd_open(server_pid)
+    except ProcessLookupError:  # the server died while this worker started
+        os._exit(1)
+    threading.Thread(target=_exit_when_readable, args=(server,), name="exit-with-server", daemon=True).start()
+    if then is not None:
+        then()
+
+
+def _exit_when_readable(pidfd: int) -> None:
+    select.select([pidfd], [], [])
+    os._exit(1)
+
+
 def _noop() -> int:
     return 0
 
@@ -69,8 +99,9 @@ class ProcessWorkers:
 
     def _ensure(self) -> ProcessPoolExecutor:
         if self._executor is None:
+            initializer = functools.partial(exit_with_server, os.getpid(), self._initializer)
             self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_start_context(),
-                                                 initializer=self._initializer)
+                                                 initializer=initializer)
             self.generation += 1
             generation, starting = self.generation, [self.workers]
             self._ready[generation] = None
