@@ -7,16 +7,19 @@ Chinese reported as Korean. py3langid (a maintained fork of langid.py) ships its
 the wheel, so this works offline; its probabilities are calibrated across text lengths,
 which lets us answer "unsure" instead of guessing when the text is too short to tell.
 
-Close languages (Croatian, Bosnian and Serbian; Indonesian and Malay; Czech and Slovak...) are
-where short texts go wrong: the evidence barely separates them, and the identifier's near-uniform
-prior then hands a big language's text to its small neighbour. Within each such group, and only
-there, the probability the group holds is shared out again by Bayes' rule with two more pieces of
-evidence: a prior from how much of the web is written in each language (Common Crawl's published
-language statistics) and a second, independent identifier (Lingua, built for short text) restricted
-to the group. Between groups nothing changes, so no language is favoured over an unrelated one.
-Members Lingua has no model for (Galician, Luxembourgish, Sanskrit...) are left as py3langid has
-them: the web prior alone would drown a small language's own evidence (Galician text came out as
-Spanish or Portuguese nine times in ten when we tried it).
+Short texts are where a single identifier goes wrong, most of all between close languages
+(Croatian, Bosnian and Serbian; Indonesian and Malay; Czech and Slovak...). Below 120 characters,
+the range its author built it for, a second, independent identifier -- Lingua, high-accuracy mode --
+is asked about the languages py3langid finds plausible, and the two are combined by Bayes' rule
+(probabilities multiplied). Languages Lingua has no model for (Galician, Luxembourgish, Sanskrit...)
+keep py3langid's probability. Then, inside the best language's close group only, a prior from how
+much of the web is written in each language (Common Crawl's published language statistics) shares
+the group's probability out again, so a big language's short text is not handed to its small
+neighbour. Between groups nothing changes, so no language is favoured over an unrelated one.
+The cost: Lingua loads the models of the languages it is asked about, on first need, in each
+process: ~15-35 MB a language (~240 MB after warm_up, ~1.2 GB once texts in 35 languages were seen;
+all 75 would be more), and a short text takes ~0.5 ms more. Its low-accuracy mode (trigrams only,
+~80 MB for all languages) is too sure of itself on short text to be multiplied in.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from lingua import LanguageDetector
+    from lingua import Language, LanguageDetector
 
 LANGUAGE_CHARS = 10_000  # more text no longer changes the answer, only the cost
 # Fewer letters than this (in an alphabet; a CJK character counts as three) is too short to tell.
@@ -98,7 +101,15 @@ WEB_SHARE: dict[str, float] = {
     "oc": 0.0034, "pt": 2.3146, "sa": 0.0034, "sk": 0.3705, "sr": 0.2161, "sv": 0.6649,
 }
 _WEB_SHARE_FLOOR = 0.0001  # the table's resolution (Aragonese is below it)
-_GROUP_LOCK = threading.Lock()  # guards the lazy build of the per-group Lingua detectors
+_GROUP_LOCK = threading.Lock()  # guards the cache of Lingua detectors in _build_detector
+# Lingua's author: its high-accuracy mode (1- to 5-grams) pays off below 120 characters; on longer text
+# n-gram identifiers agree, and Lingua's probabilities grow overconfident (a close neighbour at 0.998).
+LINGUA_MAX_CHARS = 120
+# Lingua is asked only about the languages py3langid gives this much of the probability to...
+CANDIDATE_MASS = 0.999
+MAX_ASKED = 5  # and at most this many: each one Lingua is asked about loads its models (15-35 MB)
+# Lingua gives 0 to a language whose alphabet lacks a letter of the text; one stray letter (a name) must not veto it.
+LINGUA_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -220,10 +231,10 @@ def _reported() -> frozenset[str]:
     return frozenset(code for code in _identifier().labels if len(code) == 2 or code in _MACROLANGUAGE)
 
 
-def rank(text: str, script: str, close_groups: bool = True) -> list[tuple[str, float]]:
+def rank(text: str, script: str, ensemble: bool = True) -> list[tuple[str, float]]:
     """Languages of `script` by probability (renormalised over them), macrolanguages merged.
 
-    `close_groups=False` skips the second look inside close groups (the benchmark's "before").
+    `ensemble=False` is py3langid alone within the script (the benchmark's "before").
     """
     allowed = candidates(script)
     scores: dict[str, float] = {}
@@ -233,28 +244,65 @@ def rank(text: str, script: str, close_groups: bool = True) -> list[tuple[str, f
             scores[merged] = scores.get(merged, 0.0) + probability
     total = sum(scores.values()) or 1.0
     scores = {code: p / total for code, p in scores.items()}
-    if scores and close_groups:
-        scores = _within_close_group(text, script, scores)
+    if scores and ensemble:
+        if len(text.strip()) < LINGUA_MAX_CHARS:
+            scores = _with_second_identifier(text, script, scores)
+        scores = _web_prior_in_close_group(script, scores)
     return sorted(scores.items(), key=lambda pair: -pair[1])
 
 
-def _within_close_group(text: str, script: str, scores: dict[str, float]) -> dict[str, float]:
-    """Share the probability of the best language's close group out again, by web share and Lingua.
+def _lingua_knows(code: str, script: str) -> bool:
+    """Whether Lingua has a model for `code` written in `script`."""
+    return _lingua_language(code) is not None and _LINGUA_SCRIPT.get(code, script) == script
 
-    The members Lingua knows keep the probability py3langid gave them together; among them, each
-    one's share is py3langid's probability times its web share times Lingua's probability (Bayes'
-    rule with two more independent pieces of evidence). Everything else keeps its probability.
+
+def _plausible(scores: dict[str, float], script: str) -> list[str]:
+    """py3langid's best languages that Lingua models, until they hold CANDIDATE_MASS or number MAX_ASKED."""
+    chosen: list[str] = []
+    held = 0.0
+    for code, probability in sorted(scores.items(), key=lambda pair: -pair[1]):
+        if held >= CANDIDATE_MASS or len(chosen) == MAX_ASKED:
+            break
+        held += probability
+        if _lingua_knows(code, script):
+            chosen.append(code)
+    return chosen
+
+
+def _with_second_identifier(text: str, script: str, scores: dict[str, float]) -> dict[str, float]:
+    """Combine py3langid with Lingua by Bayes' rule: each plausible language's share is the product of the two.
+
+    Two identifiers built from different corpora make different mistakes, so where both model a
+    language their probabilities multiply (independent evidence, uniform priors). The languages
+    Lingua is asked about keep the probability py3langid gave them together and share it out by
+    that product; the others (Galician, Luxembourgish... which Lingua has no model for) keep
+    py3langid's probability, so the second identifier can neither drown nor favour them.
+    """
+    asked = _plausible(scores, script)
+    second = _second_opinion(text, frozenset(asked)) if len(asked) >= 2 else {}
+    asked = [code for code in asked if code in second]
+    if len(asked) < 2:
+        return scores
+    weights = {code: scores[code] * max(second[code], LINGUA_FLOOR) for code in asked}
+    total_weight = sum(weights.values())
+    held = sum(scores[code] for code in asked)
+    return {**scores, **{code: held * weight / total_weight for code, weight in weights.items()}}
+
+
+def _web_prior_in_close_group(script: str, scores: dict[str, float]) -> dict[str, float]:
+    """Share the probability of the best language's close group out again by web share (Bayes' rule with a prior).
+
+    Only inside the group, and only among the members Lingua models: between groups nothing changes,
+    and a language without a second identifier's evidence (Galician, Luxembourgish...) is left as
+    py3langid has it, as the web share alone would drown it (Spanish is ~120x Galician on the web).
     """
     best = max(scores, key=scores.__getitem__)
     # Serbian is in two groups: its Latin and its Cyrillic neighbours; the script decides which is here.
     group = next((g for g in CLOSE_GROUPS if best in g and len(g & scores.keys()) >= 2), frozenset())
-    members = sorted(code for code in group if code in scores)
-    members = [code for code in members if _LINGUA_SCRIPT.get(code, script) == script]
-    second = _second_opinion(text, frozenset(members)) if len(members) >= 2 else {}
-    members = [code for code in members if code in second]  # no second opinion, no re-weighing
+    members = [code for code in sorted(group) if code in scores and _lingua_knows(code, script)]
     if len(members) < 2:
         return scores
-    weights = {code: scores[code] * WEB_SHARE.get(code, _WEB_SHARE_FLOOR) * second[code] for code in members}
+    weights = {code: scores[code] * WEB_SHARE.get(code, _WEB_SHARE_FLOOR) for code in members}
     total_weight = sum(weights.values())
     if not total_weight:
         return scores
@@ -263,37 +311,42 @@ def _within_close_group(text: str, script: str, scores: dict[str, float]) -> dic
 
 
 def _second_opinion(text: str, members: frozenset[str]) -> dict[str, float]:
-    """Lingua's probabilities over the members it has a model for ({} when fewer than two)."""
-    detector = _group_detector(members)
-    if detector is None:
-        return {}
+    """Lingua's probabilities (high-accuracy mode) over `members`, all of which it has a model for."""
+    detector = _detector(members)
     values = {value.language.iso_code_639_1.name.lower(): value.value
               for value in detector.compute_language_confidence_values(text)}
     return {code: values[_LINGUA_CODE.get(code, code)] for code in members if _LINGUA_CODE.get(code, code) in values}
 
 
-def _group_detector(members: frozenset[str]) -> LanguageDetector | None:
-    """A Lingua detector for the group's languages, built once per process on first need (lazy, small)."""
+def _detector(members: frozenset[str]) -> LanguageDetector:
+    """A Lingua detector for these languages; cheap to build, as Lingua shares its loaded models process-wide."""
     with _GROUP_LOCK:
-        return _build_group_detector(members)
+        return _build_detector(members)
 
 
-@functools.cache  # keys: the few close groups
-def _build_group_detector(members: frozenset[str]) -> LanguageDetector | None:
-    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+@functools.lru_cache(maxsize=256)  # keys: sets of plausible languages; a detector is a few hundred bytes
+def _build_detector(members: frozenset[str]) -> LanguageDetector:
+    from lingua import LanguageDetectorBuilder
 
-    languages = []
-    for code in sorted(members):
-        iso = getattr(IsoCode639_1, _LINGUA_CODE.get(code, code).upper(), None)
-        if iso is not None:
-            try:
-                languages.append(Language.from_iso_code_639_1(iso))
-            except ValueError:  # an ISO code Lingua has no model for
-                continue
-    return LanguageDetectorBuilder.from_languages(*languages).build() if len(languages) >= 2 else None
+    languages = [language for language in map(_lingua_language, sorted(members)) if language is not None]
+    return LanguageDetectorBuilder.from_languages(*languages).build()
 
 
-def identify(text: str, close_groups: bool = True) -> LanguageGuess:
+@functools.cache  # keys: the model's language codes
+def _lingua_language(code: str) -> Language | None:
+    """Lingua's language for an ISO 639-1 code, None when it has no model for it."""
+    from lingua import IsoCode639_1, Language
+
+    iso = getattr(IsoCode639_1, _LINGUA_CODE.get(code, code).upper(), None)
+    if iso is None:
+        return None
+    try:
+        return Language.from_iso_code_639_1(iso)
+    except ValueError:  # an ISO code Lingua has no model for
+        return None
+
+
+def identify(text: str, ensemble: bool = True) -> LanguageGuess:
     """The language of `text`, or "unsure" with the best guess when it is too short or too close to call."""
     sample = _NOT_WORDS.sub(" ", text[:LANGUAGE_CHARS])
     counts = script_counts(sample)
@@ -307,7 +360,7 @@ def identify(text: str, close_groups: bool = True) -> LanguageGuess:
         own = sum(counts[s] for s in _CJK) if script in _CJK else counts[script]
         best, confidence = _SCRIPT_LANGUAGE[script], own / native
     else:
-        ranked = rank(sample, script, close_groups)
+        ranked = rank(sample, script, ensemble)
         if not ranked:  # a script the model has no language for
             return LanguageGuess(None, None, 0.0, script, "unsure")
         best, confidence = ranked[0]

@@ -149,16 +149,59 @@ def test_galician_is_not_drowned_by_its_big_neighbours():
 
 def test_serbian_in_latin_letters_is_not_ruled_out():
     # Lingua's Serbian knows Cyrillic only: its zero for Latin text must not count against Serbian.
-    before = dict(language.rank("Molimo vas da unesete ispravnu adresu.", "Latin", close_groups=False))
+    before = dict(language.rank("Molimo vas da unesete ispravnu adresu.", "Latin", ensemble=False))
     after = dict(language.rank("Molimo vas da unesete ispravnu adresu.", "Latin"))
     assert after["sr"] == pytest.approx(before["sr"])
 
 
-def test_the_second_look_is_confined_to_the_close_group():
-    sample = "Datoteka nije pronađena na poslužitelju."
-    before = dict(language.rank(sample, "Latin", close_groups=False))
+@pytest.mark.parametrize(
+    "sample, code",
+    [
+        ("Non se puido atopar o ficheiro.", "gl"),
+        ("Datei konnt net fonnt ginn.", "lb"),
+        ("No s'a puesto trobar o fichero.", "an"),
+    ],
+)
+def test_languages_lingua_has_no_model_for_keep_py3langids_probability(sample, code):
+    # Neither drowned by the web prior nor pushed about by a second identifier that cannot see them.
+    before = dict(language.rank(sample, "Latin", ensemble=False))
     after = dict(language.rank(sample, "Latin"))
-    group = {"bs", "hr", "sr"}
-    assert sum(after[c] for c in group) == pytest.approx(sum(before[c] for c in group))
-    assert all(after[c] == pytest.approx(before[c]) for c in before if c not in group)
-    assert after["hr"] > after["bs"]
+    assert language._lingua_language(code) is None
+    assert after[code] == pytest.approx(before[code])
+
+
+@pytest.mark.parametrize(
+    "sample, expected",
+    [
+        ("Изтрий избрания потребител", "bg"),  # py3langid alone: Russian
+        ("Ogiltigt filnamn angivet", "sv"),  # py3langid alone: unsure
+        ("Spremi promjene i zatvori", "hr"),  # py3langid alone: unsure
+        ("Ungültiger Dateiname", "de"),
+    ],
+)
+def test_a_second_identifier_settles_short_texts_one_alone_gets_wrong_or_unsure(sample, expected):
+    alone = language.identify(sample, ensemble=False)
+    assert (alone.verdict, alone.language) != ("sure", expected) or alone.confidence < 0.6
+    both = language.identify(sample)
+    assert (both.verdict, both.language) == ("sure", expected) and both.confidence > alone.confidence
+
+
+def test_long_text_is_left_to_py3langid_and_the_web_prior():
+    # Past LINGUA_MAX_CHARS Lingua is not asked: its probabilities there are overconfident.
+    sample = ("Datoteka nije pronađena na poslužitelju. Molimo provjerite naziv datoteke i pokušajte ponovno. "
+              "Ako se problem ponovi, obratite se administratoru sustava koji vam može pomoći.")
+    assert len(sample) >= language.LINGUA_MAX_CHARS
+    alone = dict(language.rank(sample, "Latin", ensemble=False))
+    expected = language._web_prior_in_close_group("Latin", alone)
+    after = dict(language.rank(sample, "Latin"))
+    assert after == pytest.approx(expected)
+    assert language.identify(sample).language == "hr"
+
+
+def test_the_web_prior_is_confined_to_the_close_group():
+    scores = {"hr": 0.3, "bs": 0.35, "sr": 0.05, "sl": 0.2, "en": 0.1}
+    after = language._web_prior_in_close_group("Latin", scores)
+    group = {"bs", "hr"}  # the members Lingua models in Latin letters (its Serbian is Cyrillic)
+    assert sum(after[c] for c in group) == pytest.approx(sum(scores[c] for c in group))
+    assert all(after[c] == pytest.approx(scores[c]) for c in scores if c not in group)
+    assert after["hr"] > after["bs"]  # Croatian is ~4x Bosnian on the web
