@@ -10,8 +10,15 @@ door = widgets.door()
 who = widgets.current_identity()
 media_warm.warm_media_workers(widgets.get_services().manager, "text")  # workers ready before the upload
 column = st.text_input("Text column for CSV files", placeholder="Blank: the column with the longest text")
+names = dict(language.choices())
+expected = st.multiselect("Languages to expect (optional)", list(names),
+                          format_func=lambda code: f"{names[code]} ({code})",
+                          help="Answers are then limited to these languages where the text's script allows. Use it "
+                               "for a language with a much bigger neighbour: Malay beside Indonesian, Afrikaans "
+                               "beside Dutch, Bosnian beside Croatian, Nynorsk beside Bokmål.")
 job_id = widgets.file_batch_input("text", "text", "streamlit_app.text:analyse_text",
-                                  {"text_column": column.strip() or None}, media_samples.sample_text_files,
+                                  {"text_column": column.strip() or None, "languages": expected},
+                                  media_samples.sample_text_files,
                                   ".txt, .md, .csv, .docx and .pdf")
 widgets.performance_settings_panel("untrusted", key="text_perf")
 

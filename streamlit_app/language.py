@@ -28,6 +28,7 @@ import re
 import threading
 import unicodedata
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -231,12 +232,16 @@ def _reported() -> frozenset[str]:
     return frozenset(code for code in _identifier().labels if len(code) == 2 or code in _MACROLANGUAGE)
 
 
-def rank(text: str, script: str, ensemble: bool = True) -> list[tuple[str, float]]:
+def rank(text: str, script: str, ensemble: bool = True, expected: frozenset[str] = frozenset()) -> list[tuple[str, float]]:
     """Languages of `script` by probability (renormalised over them), macrolanguages merged.
 
-    `ensemble=False` is py3langid alone within the script (the benchmark's "before").
+    `ensemble=False` is py3langid alone within the script (the benchmark's "before"). `expected`, when it
+    names languages of this script, limits the answer to them (see `identify`).
     """
     allowed = candidates(script)
+    if expected:
+        wanted = frozenset(code for code in allowed if _MACROLANGUAGE.get(code, code) in expected)
+        allowed = wanted or allowed  # text in a script none of them is written in: the script's languages
     scores: dict[str, float] = {}
     for code, probability in _identifier().rank(text):
         if code in allowed:
@@ -346,8 +351,15 @@ def _lingua_language(code: str) -> Language | None:
         return None
 
 
-def identify(text: str, ensemble: bool = True) -> LanguageGuess:
-    """The language of `text`, or "unsure" with the best guess when it is too short or too close to call."""
+def identify(text: str, ensemble: bool = True, expected: Collection[str] = ()) -> LanguageGuess:
+    """The language of `text`, or "unsure" with the best guess when it is too short or too close to call.
+
+    `expected`: ISO 639-1 codes the person expects (a page option). The answer is then one of them
+    whenever the text's script allows it: this is how a small language beside a big neighbour (Malay
+    beside Indonesian, Afrikaans beside Dutch, Bosnian beside Croatian) is told apart reliably, as
+    the web-share prior inside a close group otherwise favours the big one on short text.
+    """
+    expected = frozenset(code.strip().lower() for code in expected if code and code.strip())
     sample = _NOT_WORDS.sub(" ", text[:LANGUAGE_CHARS])
     counts = script_counts(sample)
     script, _ = dominant_script(counts)
@@ -360,7 +372,7 @@ def identify(text: str, ensemble: bool = True) -> LanguageGuess:
         own = sum(counts[s] for s in _CJK) if script in _CJK else counts[script]
         best, confidence = _SCRIPT_LANGUAGE[script], own / native
     else:
-        ranked = rank(sample, script, ensemble)
+        ranked = rank(sample, script, ensemble, expected)
         if not ranked:  # a script the model has no language for
             return LanguageGuess(None, None, 0.0, script, "unsure")
         best, confidence = ranked[0]
@@ -370,6 +382,35 @@ def identify(text: str, ensemble: bool = True) -> LanguageGuess:
     return LanguageGuess(best if sure else None, best, confidence, script, "sure" if sure else "unsure", too_short)
 
 
+@functools.cache
+def choices() -> list[tuple[str, str]]:
+    """(code, name) of every language an answer can be, by name: what a page offers as "languages to expect"."""
+    from lingua import Language
+
+    named = []
+    for code in (code for code in _reported() if len(code) == 2):
+        language = _lingua_language(code)
+        named.append((code, language.name.title() if isinstance(language, Language) else _OTHER_NAMES.get(code, code)))
+    return sorted(named, key=lambda pair: pair[1])
+
+
+# ISO 639-1 names of the identifier's languages that Lingua (our source of names) does not know.
+_OTHER_NAMES = {
+    "am": "Amharic", "an": "Aragonese", "as": "Assamese", "ba": "Bashkir", "br": "Breton", "dz": "Dzongkha",
+    "fo": "Faroese", "fy": "Western Frisian", "gd": "Scottish Gaelic", "gl": "Galician", "ha": "Hausa",
+    "ht": "Haitian Creole", "ig": "Igbo", "jv": "Javanese", "km": "Khmer", "kn": "Kannada", "ku": "Kurdish",
+    "ky": "Kyrgyz", "lb": "Luxembourgish", "ln": "Lingala", "lo": "Lao", "mg": "Malagasy", "ml": "Malayalam",
+    "mt": "Maltese", "my": "Burmese", "ne": "Nepali", "oc": "Occitan", "om": "Oromo", "or": "Odia", "ps": "Pashto",
+    "qu": "Quechua", "rw": "Kinyarwanda", "sa": "Sanskrit", "se": "Northern Sami", "si": "Sinhala", "tg": "Tajik",
+    "tk": "Turkmen", "tt": "Tatar", "ug": "Uyghur", "uz": "Uzbek", "vo": "Volapük", "wa": "Walloon",
+}
+
+
 def warm_up() -> None:
-    """Load the model before timing or serving (a process-pool initializer); Lingua's group models load on need."""
-    identify("warm up the language model")
+    """Load py3langid before timing or serving (a process-pool initializer).
+
+    Lingua's models are left to load on need, per language (0.3-1 s and 15-35 MB each): warming them
+    would add ~200 MB to every worker of the shared untrusted pool, whether or not it ever sees text.
+    """
+    identify("Warm up the language model with a text long enough that only the first identifier reads it, "
+             "as Lingua is asked about short texts only.")

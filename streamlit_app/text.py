@@ -371,7 +371,7 @@ def analyse_text(name: str, data: bytes, options: dict | None = None) -> dict[st
                    sentiment_note=note)
         row.update(flesch_reading_ease=None, flesch_kincaid_grade=None, readability_note=note)
     else:
-        guess = language_id.identify(text)
+        guess = language_id.identify(text, expected=options.get("languages") or ())
         language = guess.best  # keywords and readability do best with the likeliest language, sure or not
         shown = {"sure": guess.language, "unsure": "unsure", "none": None}[guess.verdict]
         row.update(language=shown, language_guess=guess.best,

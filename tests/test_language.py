@@ -205,3 +205,21 @@ def test_the_web_prior_is_confined_to_the_close_group():
     assert sum(after[c] for c in group) == pytest.approx(sum(scores[c] for c in group))
     assert all(after[c] == pytest.approx(scores[c]) for c in scores if c not in group)
     assert after["hr"] > after["bs"]  # Croatian is ~4x Bosnian on the web
+
+
+def test_languages_the_person_expects_settle_a_small_language_beside_a_big_one():
+    # Malay, Afrikaans and Nynorsk lose to Indonesian, Dutch and Danish/Bokmål on short text without a hint.
+    assert language.identify("Saya tidak tahu di mana dia tinggal sekarang", expected=["ms"]).best == "ms"
+    assert language.identify("Hy het gesê dat hy more sal kom.", expected=["af", "en"]).best == "af"
+    assert language.identify("Jeg veit ikkje kvar ho bur no.", expected=["nn"]).best == "nn"
+
+
+def test_an_expectation_the_script_rules_out_is_set_aside():
+    # Cyrillic text when only German is expected: the answer comes from the script's own languages.
+    assert language.identify("Привет, как дела у тебя сегодня вечером?", expected=["de"]).language == "ru"
+
+
+def test_the_page_offers_every_language_by_name():
+    names = dict(language.choices())
+    assert names["ms"] == "Malay" and names["gl"] == "Galician" and names["nl"] == "Dutch"
+    assert all(len(code) == 2 for code in names)

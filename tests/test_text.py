@@ -143,3 +143,37 @@ def test_summary_figure_counts_languages():
     bars = figure.data[0]
     assert dict(zip(bars.x, bars.y))["en"] == 7
     assert not media_charts.text_summary_figure(pd.DataFrame()).data
+
+
+def test_opening_the_text_page_loads_the_look_alike_library_in_the_background(monkeypatch):
+    # The finished page's look-alike texts need scikit-learn; its ~1.5 s import must not land in that render.
+    import threading
+
+    from streamlit_app import media_warm, warm_workers
+
+    imported: list[str] = []
+    monkeypatch.setattr(warm_workers.importlib, "import_module", imported.append)
+    monkeypatch.setattr(warm_workers, "_warmed", {})
+
+    class Pool:
+        def warm(self, _pool: str) -> None:
+            pass
+
+        def pool_settings(self, _pool: str) -> dict:
+            return {"workers": 2}
+
+        def map(self, *_args, **_kwargs) -> None:
+            pass
+
+    assert media_warm.warm_media_workers(Pool(), "text")
+    for thread in threading.enumerate():
+        if thread.name == "spindle-warm-text":
+            thread.join(10)
+    assert imported == ["sklearn.feature_extraction.text"]
+    assert not media_warm.warm_media_workers(Pool(), "text")  # once per server, not on every rerun
+
+
+def test_the_languages_to_expect_option_reaches_the_answer():
+    malay = b"Saya tidak tahu di mana dia tinggal sekarang"
+    assert text.analyse_text("nota.txt", malay, {"languages": ["ms"]})["language_guess"] == "ms"
+    assert text.analyse_text("nota.txt", malay, {})["language_guess"] == "id"
