@@ -16,12 +16,18 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+from utils.task_registry import KNOWN_TASK_MODULES
+
 log = logging.getLogger(__name__)
 
 # Address space a worker process needs before any item's data: the interpreter, the project's
-# modules and their libraries (numpy, pandas, Pillow, soundfile: ~380 MB of mappings measured in a
-# forkserver worker), thread stacks and allocator arenas, with room to spare.
-INTERPRETER_ALLOWANCE_MB = 1024
+# modules and their libraries, thread stacks and allocator arenas, with room to spare. Measured in an
+# untrusted-pool worker that has served every page: ~380 MB for numpy, pandas, Pillow, soundfile; the
+# sheet reader, scipy and the hyphenation dictionaries add ~0.4 GB; Lingua (the Text page's language
+# model, Rust) reserves ~1 GB at its first use. With 1,024 MB here a worker that had read a sheet or
+# warmed the Text page was past its cap before any item: imports failed ("failed to map segment") and
+# Rust allocators aborted the worker, so media jobs ran minutes instead of seconds.
+INTERPRETER_ALLOWANCE_MB = 3072
 
 
 def address_space_limit_mb(per_task_mb: int) -> int:
@@ -78,8 +84,16 @@ def _noop() -> int:
 
 
 def _start_context() -> multiprocessing.context.BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    """The forkserver, which imports our task modules once, so every worker it forks starts with them loaded.
+
+    Without the preload each new worker spent about a second importing pandas and the checkers
+    before its first item, on every cold start and after every replaced worker.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", *KNOWN_TASK_MODULES])  # takes effect when the forkserver starts
+    return context
 
 
 class ProcessWorkers:
