@@ -1,7 +1,7 @@
 """Spindle: the entry point. Navigation over the pages, and the sidebar; nothing else."""
 import streamlit as st
 
-from streamlit_app import widgets
+from streamlit_app import rerun_log, widgets
 
 # (script, title, icon, url path). Validation is the home page: served at "/" and, for links people share, at
 # "/validation" too (Streamlit serves a default page only at "/", so a hidden twin answers the deep link).
@@ -30,18 +30,22 @@ def navigation_pages() -> tuple[list[st.Page], list[st.Page]]:
 
 def main() -> None:
     st.set_page_config(page_title="Spindle", page_icon=":material/cyclone:", layout="wide")
-    # .streamlit/config.toml sets client.showSidebarNavigation = false: Streamlit's own list (which, with a
-    # pages/ folder, starts as the legacy "app, analytics, …" list) never shows; the sidebar lists ours.
-    every, listed = navigation_pages()
-    navigation = st.navigation(every, position="hidden")
-    with st.sidebar:
-        for page in listed:
-            st.page_link(page)
-    # The error boundary: a failure shows a short message and an error id; the traceback goes to the log.
-    with widgets.error_boundary(f"page {navigation.title}"):
-        widgets.sidebar()
-        with widgets.app_navigation_ran():
-            navigation.run()
+    # With SPINDLE_RERUN_LOG set, the whole script run's server time goes to that file (benchmarks read it).
+    with rerun_log.timed(widgets.rerun_log_path(), "?", "full") as timing:
+        # .streamlit/config.toml sets client.showSidebarNavigation = false: Streamlit's own list (which, with a
+        # pages/ folder, starts as the legacy "app, analytics, …" list) never shows; the sidebar lists ours.
+        every, listed = navigation_pages()
+        navigation = st.navigation(every, position="hidden")
+        if timing is not None:
+            timing.page = navigation.title
+        with st.sidebar:
+            for page in listed:
+                st.page_link(page)
+        # The error boundary: a failure shows a short message and an error id; the traceback goes to the log.
+        with widgets.error_boundary(f"page {navigation.title}"):
+            widgets.sidebar()
+            with widgets.app_navigation_ran():
+                navigation.run()
 
 
 if __name__ == "__main__":

@@ -154,6 +154,8 @@ class Settings:
     max_sheet_rows: int = 250_000
     max_sheet_columns: int = 500
     max_sheet_cells: int = 2_500_000
+    # Benchmarks (issue 13): a file that gets one JSON line of server time per rerun; empty: nothing is timed.
+    rerun_log: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -190,6 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None, secrets_path: Path | Non
         save_buffer_rows=parse_int(values, "SPINDLE_SAVE_BUFFER_ROWS", 20000, minimum=1),
         shared_history=parse_bool(values, "SPINDLE_SHARED_HISTORY", False),
         **_hostile_input_limits(values),
+        rerun_log=values.get("SPINDLE_RERUN_LOG", ""),
         extra=values,
     )
 

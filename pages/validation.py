@@ -1,5 +1,6 @@
 """The Validation page: a sheet of people in, checked phones, e-mails and addresses, duplicates and a cleaned file out."""
 import time
+from concurrent import futures
 
 import streamlit as st
 
@@ -11,6 +12,7 @@ from streamlit_app.validation.records import ROLES, SheetError, guess_columns
 from streamlit_app.validation.sample_data import sample_sheet
 
 PAGE = "validation"
+SHEET_WAIT_S = 1.5  # an upload's read is awaited this long in the script before a fragment polls it (most take 0.1 s)
 NOT_MAPPED = "(not in this sheet)"
 SAMPLE_NAME = "sample-book-requests.csv"
 ROLE_LABELS = {
@@ -36,6 +38,7 @@ widgets.page_header("Validation", "Check a sheet of people: phone numbers, e-mai
 services = widgets.get_services()
 door = widgets.door()
 who = widgets.current_identity()
+door.warm_sheet_reader()  # sheets are read in the untrusted pool's workers: they load the reader while a file is picked
 
 # ---------------------------------------------------------------- 1. the sheet
 def read_uploaded_sheet(upload) -> str | None:
@@ -59,6 +62,8 @@ def read_uploaded_sheet(upload) -> str | None:
         future = door.start_sheet_read(who, upload.getvalue(), upload.name, wanted)
         reading = state["validation_sheet_reading"] = {"key": key, "future": future, "started": time.monotonic(),
                                                        "name": upload.name}
+    if not reading["future"].done():  # a short wait here saves a fragment poll and a rerun for most sheets
+        futures.wait([reading["future"]], timeout=SHEET_WAIT_S)
     if not reading["future"].done():
         sheet_reading_progress()
         return None
@@ -86,7 +91,7 @@ def sheet_choice(upload, read) -> str | None:
                         help="This workbook has several sheets: pick the one with the people.")
 
 
-@st.fragment(run_every="0.5s")
+@st.fragment(run_every="0.25s")
 def sheet_reading_progress() -> None:
     """Polls the sheet-reading job; the page stays usable meanwhile and reruns once the job ends."""
     reading = state.get("validation_sheet_reading")
@@ -98,7 +103,6 @@ def sheet_reading_progress() -> None:
             icon=":material/hourglass_top:")
 
 
-door.warm_sheet_reader()  # sheets are read in its worker processes
 uploaded = st.file_uploader("Drop a CSV or Excel file", type=["csv", "tsv", "txt", "xlsx", "xlsm", "xls"],
                             key="validation_upload", max_upload_size=services.settings.max_upload_mb,
                             help="Comma, semicolon, tab or pipe separated; UTF-8, UTF-16 or Windows encodings. "
@@ -141,7 +145,7 @@ if sheet_df is not None:
         for role in ROLES:
             state[f"validation_map_{role}"] = guessed.get(role) or NOT_MAPPED
         state["validation_mapped_for"] = sheet_id
-    batch.warm_workers(services)
+    batch.warm_workers(services)  # the checks run in the cpu pool's workers: they load the checkers meanwhile
     st.caption(f"**{widgets.md_escape(source['name'])}**: {len(sheet_df):,} rows, {len(columns)} columns.")
     with st.expander("Columns: which column holds what (guessed; correct it here)", expanded=True):
         grid = st.columns(4)
@@ -192,7 +196,9 @@ if (start or start_now) and sheet_df is not None:
         records = batch.prepare_records(sheet_df, mapping)
         options = {"default_region": region, "phone_details": phone_details, "source": source["name"],
                    "mapping": mapping, "columns": [str(c) for c in sheet_df.columns]}
-        widgets.remember_job(PAGE, door.start_validation(who, records, options))
+        started_id = door.start_validation(who, records, options)
+        widgets.remember_job(PAGE, started_id)
+        door.prefetch_duplicates(who, started_id, records, threshold, against_history)  # needs only the records
     except (ValueError, KeyError) as exc:
         st.error(f"Cannot start: {widgets.md_escape(exc)}")
 
@@ -242,12 +248,19 @@ results = memo("results", finished, lambda: door.validation_results(who, job_id)
 if results.empty:
     st.info("This run has no records.")
     st.stop()
-charts_row = st.columns([3, 2])
-charts_row[0].plotly_chart(memo("summary_figure", finished, lambda: charts.summary_figure(results)),
-                           key="validation_summary")
-if (results["status"] != "valid").any():
-    charts_row[1].plotly_chart(memo("problems_figure", finished, lambda: charts.problems_figure(results)),
-                               key="validation_problems")
+# The charts' places come first, the charts themselves last (end of this script): the browser loads plotly to draw
+# them, which held the table, duplicates and downloads below back by 1-2 s (measured in Chromium, 1,000 rows).
+chart_slots = [column.empty() for column in st.columns([3, 2])]
+
+
+def draw_charts() -> None:
+    chart_slots[0].plotly_chart(memo("summary_figure", finished, lambda: charts.summary_figure(results)),
+                                key="validation_summary")
+    if (results["status"] != "valid").any():
+        chart_slots[1].plotly_chart(memo("problems_figure", finished, lambda: charts.problems_figure(results)),
+                                    key="validation_problems")
+
+
 widgets.result_table(results, "spindle-validation",
                      key="validation_results", filter_column="status", excel=export.to_excel_bytes)
 
@@ -276,10 +289,23 @@ elif pairs is not None:
                f"person; each field's number is its weight of evidence in bits (+ for same person, − against, "
                f"empty where a record lacks the field). Group members all match each other.")
     labels = [g["label"] for g in groups]
-    if state.get("validation_group") not in labels:
-        state["validation_group"] = labels[0]
-    look = st.selectbox("Look at", labels, key="validation_group")
-    group = groups[labels.index(look)] if look in labels else groups[0]
+    listed = list(range(len(groups)))
+    if len(groups) > batch.GROUP_PAGE:  # thousands of groups: a page of them, or the ones with a given row
+        finder = st.columns([1, 1, 2])
+        row = finder[0].number_input("Find a sheet row", min_value=0, value=0, step=1, key="validation_group_row",
+                                     help="Lists the groups that include this row (0: every group, a page at a time).")
+        pages = -(-len(groups) // batch.GROUP_PAGE)
+        page = finder[1].number_input(f"Page of groups (of {pages:,})", 1, pages, 1, disabled=bool(row),
+                                      key=f"validation_group_page_{len(groups)}")
+        listed = batch.group_positions(labels, int(row), int(page))
+        if not listed:
+            finder[2].caption(f"No group includes row {int(row):,}: showing page {int(page):,}.")
+            listed = batch.group_positions(labels, None, int(page))
+    options = [labels[position] for position in listed]
+    if state.get("validation_group") not in options:
+        state["validation_group"] = options[0]
+    look = st.selectbox("Look at", options, key="validation_group")
+    group = groups[listed[options.index(look)] if look in options else listed[0]]
     st.dataframe(group["records"], width="stretch")
     weight_columns = [c for c in DUPLICATE_FIELDS if c in group["pairs"].columns and group["pairs"][c].notna().any()]
     st.dataframe(group["pairs"][["left_row", "right_row", "score", *weight_columns]], hide_index=True, width="stretch",
@@ -388,3 +414,5 @@ elif st.button(f"Accept {valid:,} valid records into history", key="validation_a
                help="Later uploads' duplicate check then includes these people."):
     added = door.accept_into_history(who, job_id, accepted)
     st.success(f"Added {added:,} records to history.")
+
+draw_charts()  # last: see chart_slots

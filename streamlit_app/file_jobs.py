@@ -66,13 +66,21 @@ def start_file_job(services: Services, owner: str, kind: str, files: Sequence[tu
 
 
 def results_frame(services: Services, job_id: str) -> pd.DataFrame:
-    """One row per file: its name, status and reason, then what the analyser found (built once per job version)."""
-    from streamlit_app.job_cache import cached
+    """One row per file: its name, status and reason, then what the analyser found (built once per job version).
 
-    return cached(services.store, job_id, "file_results", lambda: _results_frame(services, job_id))
+    While the job runs, the table is streamed (redrawn on every poll): it leaves out the thumbnails, which
+    made each poll send and draw up to 200 pictures while the workers needed the CPU. The finished table has them.
+    """
+    from streamlit_app.job_cache import cached, record_version
+
+    record = services.store.get_job(job_id)
+    version = None if record is None else record_version(record)
+    running = record is not None and record["status"] in ("pending", "running")
+    return cached(services.store, job_id, "file_results", lambda: _results_frame(services, job_id, not running),
+                  version)
 
 
-def _results_frame(services: Services, job_id: str) -> pd.DataFrame:
+def _results_frame(services: Services, job_id: str, thumbnails: bool = True) -> pd.DataFrame:
     rows = services.store.item_rows(job_id)  # one read: inputs (names) and results together
     table = []
     names = {row["idx"]: (row.get("input") or {}).get("name") for row in rows}
@@ -82,7 +90,7 @@ def _results_frame(services: Services, job_id: str) -> pd.DataFrame:
                 "status": "ok" if row["status"] == "completed" else row["status"],
                 "reason": _reason(row.get("error")),
                 "ms": round(row["duration_ms"] or 0.0, 1) if row.get("duration_ms") is not None else None}
-        if result.get("thumbnail_png_b64"):  # shown as a picture in the table (ImageColumn)
+        if thumbnails and result.get("thumbnail_png_b64"):  # shown as a picture in the table (ImageColumn)
             line["thumbnail"] = f"data:image/png;base64,{result['thumbnail_png_b64']}"
         line.update({k: _cell(v) for k, v in result.items() if k not in HIDDEN_COLUMNS and k != "name"})
         table.append(line)

@@ -287,6 +287,12 @@ class JobDoor:
         self._owned(who, job_id)
         return batch.duplicates_for(self.services, job_id, threshold, against_history, owner=who.owner_id)
 
+    def prefetch_duplicates(self, who: Identity, job_id: str, records: Sequence[dict], threshold: float,
+                            against_history: bool) -> None:
+        """Start the duplicate check of the caller's new job while its records are checked (see batch)."""
+        self._owned(who, job_id)
+        batch.prefetch_duplicates(self.services, job_id, records, threshold, against_history, owner=who.owner_id)
+
     def duplicate_groups(self, who: Identity, job_id: str, pairs: pd.DataFrame) -> list[dict]:
         self._owned(who, job_id)
         return batch.duplicate_groups(self.services, job_id, pairs, owner=who.owner_id)

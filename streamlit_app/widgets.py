@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from config.settings import Settings, load_settings
-from streamlit_app import identity
+from streamlit_app import identity, rerun_log
 from streamlit_app.identity import Identity
 from streamlit_app.jobs import JobDoor, JobNotFound, NotAllowed
 from streamlit_app.validation.export import to_csv_bytes
@@ -82,6 +82,11 @@ def _trust_setup() -> Settings:
 @st.cache_resource(show_spinner=False)
 def _server_secret(data_dir: str) -> bytes:
     return identity.server_secret(Path(data_dir))
+
+
+def rerun_log_path() -> str:
+    """Where app.py and the progress fragment append their server time per run (SPINDLE_RERUN_LOG); "" is off."""
+    return _trust_setup().rerun_log
 
 
 def sign_in_configured() -> bool:
@@ -268,7 +273,7 @@ def _progress_body(who: Identity, job_id: str, on_finish_rerun: bool, status: di
 
 # How often a running job's progress is polled: fast while a short job may finish any moment, then backing
 # off so a long job's page does not rerun every half second. (job running for less than s, poll every s)
-POLL_STEPS: tuple[tuple[float, float], ...] = ((10.0, 0.5), (60.0, 1.0), (300.0, 2.0), (float("inf"), 5.0))
+POLL_STEPS: tuple[tuple[float, float], ...] = ((3.0, 0.25), (10.0, 0.5), (60.0, 1.0), (300.0, 2.0), (float("inf"), 5.0))
 
 
 def poll_interval(running_for: float) -> float:
@@ -284,6 +289,7 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None) -> dic
     """
     who = current_identity()
     status = door().status(who, job_id)
+    rerun_log.note_job_state(status["status"] if status else None)
     running = bool(status and status["status"] in ("pending", "running"))
     seen_at = st.session_state.setdefault("spindle_job_seen_at", {})
     interval = None
@@ -291,17 +297,19 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None) -> dic
         started = seen_at.setdefault(job_id, time.monotonic())
         interval = poll_interval(time.monotonic() - started)
     first = {"status": status}
+    timing_to, page = rerun_log_path(), rerun_log.current_page() or "?"
 
     @st.fragment(run_every=interval)
     def poll() -> None:
-        with error_boundary("job progress"):
+        with rerun_log.timed(timing_to, page, "fragment"), error_boundary("job progress"):
             current = first.pop("status", None) or door().status(who, job_id)
+            rerun_log.note_job_state(current["status"] if current else None)
             shown = _progress_body(who, job_id, on_finish_rerun=True, status=current)
             if shown is not None and live is not None:
                 live(shown)
             if interval is not None and shown is not None and shown["status"] in ("pending", "running") \
                     and poll_interval(time.monotonic() - seen_at.get(job_id, time.monotonic())) != interval:
-                st.rerun(scope="app")  # the next, slower interval (at most three times per job)
+                st.rerun(scope="app")  # the next, slower interval (at most four times per job)
 
     poll()
     return status

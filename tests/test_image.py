@@ -135,3 +135,40 @@ def test_summary_figure():
     figure = media_charts.image_summary_figure(pd.DataFrame(rows))
     assert len(figure.data[0].x) == len(SAMPLES)
     assert not media_charts.image_summary_figure(pd.DataFrame()).data
+
+
+def photo_jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    media_samples.landscape(1600, 1200, seed=seed).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def test_a_photos_thumbnail_stays_a_few_kilobytes():
+    # The results table carries every thumbnail to the browser on each rerun: 200 of them must stay light.
+    row = image.analyse_image("photo.jpg", photo_jpeg(3))
+    assert len(row["thumbnail_png_b64"]) <= 6_000
+    thumb = thumbnail(row)
+    assert thumb.format == "PNG" and max(thumb.size) == image.THUMBNAIL_SIZE
+    assert len(thumb.convert("RGB").getcolors(maxcolors=4096) or []) > 16  # still a picture, not a few flat colours
+
+
+def test_the_streamed_table_leaves_thumbnails_out_until_the_job_is_finished(tmp_path):
+    from types import SimpleNamespace
+
+    from streamlit_app import file_jobs
+    from utils.store.sqlite_store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "spindle.db")
+    services = SimpleNamespace(store=store)
+    store.create_job({"id": "img", "owner": "someone", "kind": "image", "total": 2, "status": "running", "params": {}})
+    store.add_items("img", [(i, {"name": f"photo_{i}.jpg"}) for i in range(2)])
+    rows = [image.analyse_image(f"photo_{i}.jpg", photo_jpeg(i)) for i in range(2)]
+    store.save_results("img", [{"idx": 0, "status": "completed", "result": rows[0]}])
+    running = file_jobs.results_frame(services, "img")
+    assert list(running["status"]) == ["ok", "pending"] and "thumbnail" not in running.columns
+    store.save_results("img", [{"idx": 1, "status": "completed", "result": rows[1]}])
+    store.update_job("img", status="completed", done=2, failed=0, finished_at=1.0)
+    finished = file_jobs.results_frame(services, "img")
+    assert list(finished["status"]) == ["ok", "ok"]
+    assert all(cell.startswith("data:image/png;base64,") for cell in finished["thumbnail"])
+    store.close()

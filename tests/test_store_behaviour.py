@@ -179,6 +179,21 @@ def test_item_rows_page_in_index_order(store):
     assert [r["input"] for r in store.item_rows("j1", status="pending", limit=3)] == [0, 10, 20]
 
 
+def test_finished_values_pick_one_result_field_of_the_finished_items_in_index_order(store):
+    store.create_job(_job("j1"))
+    store.add_items("j1", [(i, {"n": i}) for i in range(30)])
+    store.save_results("j1", [{"idx": i, "status": "completed", "result": {"status": "valid" if i % 2 else "invalid",
+                                                                            "other": [i]}} for i in (*range(0, 10), 21)])
+    store.save_results("j1", [{"idx": 20, "status": "failed", "error": "ValueError: unreadable"}])
+    store.cancel_pending("j1", "stopped")  # idx 10-19 and 22-29: cancelled, finished without a verdict
+    picked = store.finished_values("j1", "status", min_idx=8)
+    assert [idx for idx, _, _ in picked] == list(range(8, 30))  # pending ones would be left out; none are left
+    assert picked[:2] == [(8, "completed", "invalid"), (9, "completed", "valid")]
+    assert picked[2] == (10, "cancelled", None) and picked[12] == (20, "failed", None)
+    assert picked[13] == (21, "completed", "valid")
+    assert Store.finished_values(store, "j1", "status", min_idx=8) == picked  # the generic way agrees
+
+
 def test_cancel_pending_marks_only_pending_items_with_the_reason(store):
     store.create_job(_job("j1"))
     store.add_items("j1", [(i, i) for i in range(6)])

@@ -242,6 +242,26 @@ def test_history_round_trip_later_uploads_are_checked_against_it(services):
     assert (without["source"] == "upload").all()
 
 
+def test_duplicates_started_with_the_job_match_the_ones_computed_after_it(services):
+    """The page starts the duplicate check with the job (it needs only the records): same pairs as after the job,
+    and a check started before history changed is not used once it has."""
+    sheet = sample_sheet(n=120, seed=31)
+    records = batch.prepare_records(sheet, guess_columns(sheet))
+    job_id = batch.start_validation(services, "owner-prefetch", records, {"source": "early.csv"})
+    batch.prefetch_duplicates(services, job_id, records, 90.0, against_history=False, owner="owner-prefetch")
+    assert services.queue.wait(job_id, timeout=120)["status"] == "completed"
+    early = batch.duplicates_for(services, job_id, 90.0, against_history=False, owner="owner-prefetch")
+    after = batch.duplicates_for(services, job_id, 90.0, against_history=False, owner="owner-prefetch")
+    assert len(early) >= 5  # the sample sheet plants duplicates
+    pd.testing.assert_frame_equal(early.reset_index(drop=True), after.reset_index(drop=True))
+
+    batch.prefetch_duplicates(services, job_id, records, 90.0, against_history=True, owner="owner-prefetch")
+    earlier = run(services, "owner-prefetch", sheet.iloc[:40], source="earlier.csv")
+    assert batch.accept_into_history(services, earlier) > 0  # history changes after the check was started
+    pairs = batch.duplicates_for(services, job_id, 90.0, against_history=True, owner="owner-prefetch")
+    assert (pairs["source"] == "history").any()
+
+
 # ------------------------------------------------------------------ geocoding, the optional second step
 
 def test_geocoding_runs_on_threads_and_answers_are_cached_in_the_store(services, geocode_server):

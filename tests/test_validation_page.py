@@ -55,7 +55,8 @@ def wait_for_results(at: AppTest, timeout: float = 120.0):
         at.run()
         assert not at.exception, at.exception
         table = results_table(at)
-        if table is not None and (table["status"] != "pending").all():
+        streaming = any("so far" in caption.value for caption in at.caption)  # the live table of a running job
+        if table is not None and (table["status"] != "pending").all() and not streaming:
             return table
         time.sleep(0.3)
     raise AssertionError("the validation results did not show")
@@ -116,6 +117,13 @@ def test_sample_data_runs_to_results_duplicates_downloads_and_history(app):
     assert any("to history" in s.value for s in app.success)
     app.run()
     assert any("are in history" in c.value for c in app.caption)
+
+
+def test_the_finished_page_draws_both_charts(app):
+    """The charts are drawn at the end of the script (into places kept above the table): they are still there."""
+    app.button(key="validation_sample").click().run()
+    wait_for_results(app)
+    assert {chart.key for chart in app.get("plotly_chart")} == {"validation_summary", "validation_problems"}
 
 
 def test_the_filter_narrows_the_results_table(app):

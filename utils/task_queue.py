@@ -38,6 +38,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
+import orjson
+
 from utils.item_errors import ItemError
 from utils.jobs import Job
 from utils.task_registry import UnknownTaskError, register_task, resolve_task, task, task_name
@@ -79,12 +81,25 @@ def batch_key(fn_name: str, params: dict, inputs: Sequence[Any]) -> str:
     digest = hashlib.sha256()
     digest.update(fn_name.encode())
     digest.update(json.dumps(params, sort_keys=True, default=str).encode())
-    digest.update(json.dumps(list(inputs), sort_keys=True, default=str).encode())  # one encode for the batch
+    try:  # one encode for the batch, in C: 100,000 records take a fraction of a second, not seconds
+        encoded = orjson.dumps(list(inputs), default=str, option=_AS_JSON_MODULE | orjson.OPT_SORT_KEYS)
+    except TypeError:  # what orjson refuses (an int past 64 bits): the json module
+        encoded = json.dumps(list(inputs), sort_keys=True, default=str).encode()
+    digest.update(encoded)
     return digest.hexdigest()[:32]
 
 
+# orjson, told to hand dates and dataclasses to default=str and to write {1: x} as {"1": x}, as json.dumps does.
+_AS_JSON_MODULE = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    """The value as JSON gives it back (anything else as its text). In C with orjson: 100,000 records in a
+    fraction of a second; the json module for what orjson refuses (an int past 64 bits, a lone surrogate)."""
+    try:
+        return orjson.loads(orjson.dumps(value, default=str, option=_AS_JSON_MODULE))
+    except TypeError:
+        return json.loads(json.dumps(value, default=str))
 
 
 def _is_data_error(exc: BaseException) -> bool:

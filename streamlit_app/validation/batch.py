@@ -16,10 +16,13 @@ threads with the shared rate limiter, cached in the store.
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import re
 import threading
 import time
-from collections import deque
+from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -34,6 +37,7 @@ from utils.task_registry import task
 if TYPE_CHECKING:  # workers import this module for check_record: keep the store out of them
     from utils.services import Services
 
+log = logging.getLogger(__name__)
 KIND = "validation"
 CHECK_FN = "validation.check_record"  # the registered task (the old import path is its alias)
 GEOCODE_LIMITER = "google_geocoding"
@@ -67,8 +71,11 @@ def prepare_records(df: pd.DataFrame, mapping: dict[str, str | None]) -> list[di
     """One record per sheet row: the role fields, its row number, and its original cells (for the cleaned file)."""
     records = normalise_records(df, mapping)
     columns = [str(c) for c in df.columns]
-    for record, values in zip(records, df.itertuples(index=False, name=None)):
-        record[SHEET_KEY] = {column: _text(value) for column, value in zip(columns, values)}
+    # Column by column: a whole column to a list is one call, row tuples of pandas' string columns are not.
+    cells = [df.iloc[:, position].tolist() for position in range(len(columns))]
+    for record, values in zip(records, zip(*cells) if cells else (() for _ in records)):
+        record[SHEET_KEY] = {column: value if type(value) is str else _text(value)
+                             for column, value in zip(columns, values)}
     return records
 
 
@@ -96,11 +103,24 @@ def _mapping_from_records(records: Sequence[dict]) -> dict[str, str | None]:
 
 
 def warm_workers(services: Services) -> None:
-    """Start the process pool while the person looks at the column mapping (cheap once it runs)."""
-    try:
-        services.manager.warm("cpu")
-    except Exception:  # noqa: BLE001 - a cold pool only makes the first run slower
-        pass
+    """Start the cpu pool's processes and check one record in each (imports, phone metadata) while the person
+    picks a file: the first run then starts on warm workers."""
+    from streamlit_app.warm_workers import warm_pool_workers
+
+    warm_pool_workers(services.manager, "cpu", _warm_checker, "warm validation workers")
+
+
+_WARM_RECORD = {"name": "Ann Lee", "phone": "(415) 555-0100", "email": "ann.lee@example.com",
+                "street": "1 Market St", "city": "San Francisco", "state": "CA", "zip": "94105", "row": 2}
+
+
+def _warm_checker(worker: int) -> int:
+    """In a worker process: import the checkers and check one made-up record."""
+    from streamlit_app.warm_workers import pause_for_handout
+
+    check_record(dict(_WARM_RECORD), {"options": {"default_region": "US"}})
+    pause_for_handout()
+    return worker
 
 
 def job_info(services: Services, job_id: str) -> dict:
@@ -122,21 +142,20 @@ def running_counts(services: Services, job_id: str) -> dict[str, int]:
     Polled every second or so: a finished job's counts are read once; a running job's are kept by the job's
     _StreamedRows, which each poll extends with the rows finished since, not by reading every row again.
     """
-    from streamlit_app.job_cache import cached, job_version
+    from streamlit_app.job_cache import cached, record_version
 
     store = services.store
-    version = job_version(store, job_id)
-    if not isinstance(version, tuple) or version[0] == "running":
-        counts = store.item_counts(job_id)
-        valid, invalid = _streamed_rows(services, job_id).update(store, job_id) if counts.get("completed", 0) \
+    record = store.get_job(job_id)
+    if record is None:
+        return {"valid": 0, "invalid": 0, "pending": 0, "failed": 0}
+    version = record_version(record)
+    if version[0] == "running":  # the job record's counters: done counts failed and cancelled items too
+        done, failed = record.get("done") or 0, record.get("failed") or 0
+        valid, invalid = _streamed_rows(services, job_id).update(store, job_id, version) if done > failed \
             else (0, 0)
-        return {"valid": valid, "invalid": invalid, "pending": counts.get("pending", 0),
-                "failed": counts.get("failed", 0) + counts.get("cancelled", 0)}
-    def build() -> dict[str, int]:
-        _seed_finished_rows(services, job_id, version)
-        return _final_counts(store, job_id)
+        return {"valid": valid, "invalid": invalid, "pending": max(0, record["total"] - done), "failed": failed}
 
-    return cached(store, job_id, "running_counts", build, version)
+    return cached(store, job_id, "running_counts", lambda: _final_counts(store, job_id), version)
 
 
 def _final_counts(store: Any, job_id: str) -> dict[str, int]:
@@ -155,7 +174,7 @@ def _verdict(row: dict) -> str:
     return str((row.get("result") or {}).get("status") or "")
 
 
-STREAM_ROWS = 1_000  # a running job's table shows at most this many finished rows (the newest) ...
+STREAM_ROWS = 200  # a running job's table shows at most this many finished rows (the newest) ...
 STREAM_PENDING = 100  # ... and the next rows still waiting: drawn on every poll, so kept small at 100,000 rows
 
 
@@ -164,64 +183,55 @@ class _StreamedRows:
     """A running job's verdict tally and newest finished table lines, read a little at a time.
 
     Chunks finish roughly in sheet order, so the records below `prefix_end` are all finished and counted
-    once; a poll reads only the completed rows above it (a chunk or two in flight), then moves the prefix on.
-    The last STREAM_ROWS lines of the prefix are kept for the live table; the rows above it are re-read.
+    once. A poll reads only the verdicts of the items finished above it (the store picks the field out of each
+    result: no row is decoded), then moves the prefix on; whole rows are read only for the newest STREAM_ROWS
+    finished items, the lines the live table shows. At 100,000 rows a poll so costs about the same at the
+    end of the run as at its start.
     """
 
     columns: list[str] = field(default_factory=list)  # the sheet's columns, as the table shows them
-    prefix_end: int = 0  # every item with idx below this is completed or failed, and counted
-    prefix_completed: int = 0  # how many of those completed (the store's offset into completed rows)
-    prefix_failed: int = 0  # how many of those failed (the store's offset into failed rows)
+    prefix_end: int = 0  # every item with idx below this is finished (completed, failed, cancelled), and counted
     valid: int = 0
     invalid: int = 0
-    recent: deque = field(default_factory=lambda: deque(maxlen=STREAM_ROWS))  # (idx, line) of the prefix's newest
-    tail: list = field(default_factory=list)  # (idx, line) finished above the prefix, as of the last update
-    rows: list = field(default_factory=list)  # the prefix's item rows, as read: the finished job's rows, unread again
+    newest: dict = field(default_factory=dict)  # idx → line of the newest finished items, at most STREAM_ROWS
+    version: Any = None  # the job version the last read saw (job_cache.record_version); None: read every time
+    tally: tuple[int, int] = (0, 0)  # (valid, invalid) as of that read
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards every field above: sessions poll together
 
-    def update(self, store: Any, job_id: str) -> tuple[int, int]:
-        """Read the rows finished since the last call; (valid, invalid) so far."""
-        renamed = _renamed(self.columns)
+    def update(self, store: Any, job_id: str, version: Any = None) -> tuple[int, int]:
+        """Read what finished since the last call (nothing when the job's version is the one last read);
+        (valid, invalid) so far."""
         with self.lock:
-            tail = store.item_rows(job_id, status="completed", offset=self.prefix_completed)
-            failed = store.item_rows(job_id, status="failed", offset=self.prefix_failed)
-            finished = {row["idx"]: row for row in (*tail, *failed)}
-            while self.prefix_end in finished:
-                row = finished.pop(self.prefix_end)
-                if row["status"] == "completed":
-                    self.prefix_completed += 1
-                    self.valid += _verdict(row) == "valid"
-                    self.invalid += _verdict(row) != "valid"
-                else:
-                    self.prefix_failed += 1
-                self.recent.append((row["idx"], _line(row, self.columns, renamed)))
-                self.rows.append(row)
-                self.prefix_end += 1
-            self.tail = [(idx, _line(row, self.columns, renamed)) for idx, row in sorted(finished.items())]
-            verdicts = [_verdict(row) for row in finished.values() if row["status"] == "completed"]
-            tail_valid = sum(1 for verdict in verdicts if verdict == "valid")
-            return self.valid + tail_valid, self.invalid + len(verdicts) - tail_valid
+            if version is not None and version == self.version:
+                return self.tally
+            finished = store.finished_values(job_id, "status", self.prefix_end)  # by idx
+            tail_valid = tail_invalid = 0
+            for idx, status, verdict in finished:
+                valid, invalid = (verdict == "valid", verdict != "valid") if status == "completed" else (False, False)
+                if idx == self.prefix_end:  # still contiguous: counted once and for all
+                    self.prefix_end += 1
+                    self.valid += valid
+                    self.invalid += invalid
+                else:  # above a gap (a chunk still in flight): counted now, read again next time
+                    tail_valid += valid
+                    tail_invalid += invalid
+            if finished:  # whole rows only for the newest finished items not read before
+                first = max(0, finished[-1][0] + 1 - STREAM_ROWS)
+                unread = [idx for idx, _, _ in finished if idx >= first and idx not in self.newest]
+                if unread:
+                    renamed = _renamed(self.columns)
+                    rows = store.item_rows(job_id, offset=unread[0], limit=unread[-1] + 1 - unread[0])  # idx 0..n-1
+                    self.newest.update((row["idx"], _line(row, self.columns, renamed)) for row in rows
+                                       if row["status"] != "pending")
+                self.newest = {idx: line for idx, line in sorted(self.newest.items()) if idx >= first}
+            self.version = version
+            self.tally = (self.valid + tail_valid, self.invalid + tail_invalid)
+            return self.tally
 
     def lines(self) -> list[tuple[int, dict]]:
         """The newest finished lines (at most STREAM_ROWS), in sheet order."""
         with self.lock:
-            return [*self.recent, *self.tail][-STREAM_ROWS:]
-
-
-def _seed_finished_rows(services: Services, job_id: str, version: Any) -> None:
-    """A job this server watched run already has its rows: read only the last ones, not all of them again."""
-    from streamlit_app.job_cache import CACHE, cached, store_key
-
-    streamed = CACHE.peek((store_key(services.store), job_id, "streamed_rows"))
-    record = services.store.get_job(job_id)
-    if streamed is None or record is None:
-        return
-    streamed.update(services.store, job_id)
-    with streamed.lock:
-        if streamed.prefix_end != record["total"] or streamed.tail:
-            return  # an item was cancelled, or rows are missing: the full read stays
-        rows = list(streamed.rows)
-    cached(services.store, job_id, "item_rows", lambda: rows, version)
+            return list(self.newest.items())
 
 
 def _streamed_rows(services: Services, job_id: str) -> _StreamedRows:
@@ -236,24 +246,21 @@ def results_frame(services: Services, job_id: str) -> pd.DataFrame:
 
     Built once per job version (a finished job: once), so reruns of the page reuse it. While the job runs, the
     table streams: the newest finished rows (at most STREAM_ROWS) and the next rows waiting, status "pending";
-    each poll reads only the rows finished since the last one.
+    each poll reads only the verdicts finished since the last one, and the rows it shows.
     """
     from streamlit_app.job_cache import cached, job_version
 
     version = job_version(services.store, job_id)
     if isinstance(version, tuple) and version[0] == "running":
-        return cached(services.store, job_id, "streamed_results", lambda: _streamed_frame(services, job_id), version)
+        return cached(services.store, job_id, "streamed_results", lambda: _streamed_frame(services, job_id, version),
+                      version)
 
-    def build() -> pd.DataFrame:
-        _seed_finished_rows(services, job_id, version)
-        return _results_frame(services, job_id)
-
-    return cached(services.store, job_id, "results", build, version)
+    return cached(services.store, job_id, "results", lambda: _results_frame(services, job_id), version)
 
 
-def _streamed_frame(services: Services, job_id: str) -> pd.DataFrame:
+def _streamed_frame(services: Services, job_id: str, version: Any = None) -> pd.DataFrame:
     streamed = _streamed_rows(services, job_id)
-    streamed.update(services.store, job_id)
+    streamed.update(services.store, job_id, version)  # running_counts read this version's rows already
     columns, renamed = streamed.columns, _renamed(streamed.columns)
     waiting = [(row["idx"], _line(row, columns, renamed))
                for row in services.store.item_rows(job_id, status="pending", limit=STREAM_PENDING)]
@@ -395,21 +402,74 @@ def duplicates_for(services: Services, job_id: str, threshold: float = DEFAULT_T
     """Likely duplicate pairs among the job's records (and against history), best first, on the analytics pool.
 
     Columns: left_row, right_row, source (upload/history), per-field scores, score, reasons.
+    A comparison `prefetch_duplicates` started with the job is used when its settings and history still match.
     """
-    records = records_for(services, job_id)
+    owner = owner if owner is not None else _job_owner(services, job_id)
+    with _prefetched_lock:
+        future = _prefetched.pop(_duplicates_key(services, job_id, threshold, against_history, owner), None)
+    if future is None:
+        future = _compare_for_duplicates(services, job_id, records_for(services, job_id), threshold, against_history,
+                                         owner)
+    return future.result()
+
+
+PREFETCHED_MAX = 32  # comparisons started with a job and not asked for yet (a tab closed meanwhile): oldest dropped
+_prefetched: OrderedDict[tuple, Future] = OrderedDict()
+_prefetched_lock = threading.Lock()  # guards _prefetched
+
+
+# Past this many records the comparison is many seconds of Python in the server process: run beside the job it
+# held up every progress poll (100,000 rows: polls of up to 8 s), so a sheet this big compares after its job.
+PREFETCH_MAX_RECORDS = 20_000
+
+
+def prefetch_duplicates(services: Services, job_id: str, records: Sequence[dict], threshold: float = DEFAULT_THRESHOLD,
+                        against_history: bool = True, owner: str | None = None) -> None:
+    """Start comparing a new job's records for duplicates while the records are being checked.
+
+    Why: the comparison needs only the records (the job's inputs), not the checks' results, so it need not wait
+    for the last chunk: the finished page then finds the pairs ready (10,000 rows: some 1.5 s sooner).
+    `records` are the ones the job was started with; `duplicates_for` with the same settings takes the result.
+    """
+    if len(records) > PREFETCH_MAX_RECORDS:
+        return
+    owner = owner if owner is not None else _job_owner(services, job_id)
+    try:
+        key = _duplicates_key(services, job_id, threshold, against_history, owner)
+        future = _compare_for_duplicates(services, job_id, records, threshold, against_history, owner)
+    except Exception:  # noqa: BLE001 - only an early start lost: duplicates_for compares when the page asks
+        log.warning("job %s: the early duplicate check could not start", job_id, exc_info=True)
+        return
+    with _prefetched_lock:
+        _prefetched[key] = future
+        while len(_prefetched) > PREFETCHED_MAX:
+            _prefetched.popitem(last=False)
+
+
+def _duplicates_key(services: Services, job_id: str, threshold: float, against_history: bool, owner: str) -> tuple:
+    """What a comparison's answer depends on: the job, the threshold, and the history it was compared with."""
+    from streamlit_app.job_cache import store_key
+
+    return (store_key(services.store), job_id, float(threshold), bool(against_history),
+            history_version(services, owner) if against_history else None)
+
+
+def _compare_for_duplicates(services: Services, job_id: str, records: Sequence[dict], threshold: float,
+                            against_history: bool, owner: str) -> Future:
     if len(records) < 1:
-        return pd.DataFrame(columns=["left_row", "right_row", "source", "score", "reasons"])
+        empty: Future = Future()
+        empty.set_result(pd.DataFrame(columns=["left_row", "right_row", "source", "score", "reasons"]))
+        return empty
     frame = _records_frame(records)
     history = None
     if against_history:
         past = history_frame(services, exclude_job=job_id, owner=owner)
         if len(past):
             history = past[["id", *[r for r in ROLES if (past[r] != "").any()]]]
-    future = services.manager.submit_task(find_duplicates, frame, history, float(threshold),
-                                          _duplicate_mapping(frame), task_name="validation duplicates",
-                                          pool="analytics",  # on the job owner's share (every job has an owner)
-                                          owner=owner if owner is not None else _job_owner(services, job_id))
-    return future.result()
+    return services.manager.submit_task(find_duplicates, frame, history, float(threshold), _duplicate_mapping(frame),
+                                        task_name="validation duplicates",
+                                        pool="analytics",  # on the job owner's share (every job has an owner)
+                                        owner=owner)
 
 
 def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame, owner: str | None = None) -> list[dict]:
@@ -430,15 +490,16 @@ def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame, owner
     left = upload["left_row"].map(lambda row: cluster_of.get(int(row), -1))
     right = upload["right_row"].map(lambda row: cluster_of.get(int(row), -2))
     inside = upload[left == right]
-    positions = inside.groupby(left[left == right]).indices  # cluster number → positions in `inside`
+    numbers = left[left == right]
+    positions = inside.groupby(numbers).indices  # cluster number → positions in `inside`
+    best_of = inside["score"].groupby(numbers).max().to_dict()  # one pass: not a table per cluster up front
     for number, cluster in enumerate(clusters):
-        members = inside.iloc[positions.get(number, [])]
-        best = members["score"].max() if len(members) else float("nan")
+        members = positions.get(number, [])
         groups.append(_LazyGroup(
             label=f"Rows {', '.join(str(r) for r in cluster)} · {'best pair ' if len(members) > 1 else ''}"
-                  f"{_percent(best)}", source="upload",
+                  f"{_percent(best_of.get(number, float('nan')))}", source="upload",
             build={"records": functools.partial(_side_by_side, {f"row {row}": by_row.get(int(row), {}) for row in cluster}),
-                   "pairs": functools.partial(members.reset_index, drop=True)}))
+                   "pairs": functools.partial(_rows_at, inside, members)}))
     history_pairs = pairs[pairs["source"] == "history"]
     if len(history_pairs):
         whose = history_owner(services, owner if owner is not None else _job_owner(services, job_id))
@@ -456,6 +517,10 @@ def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame, owner
     return groups
 
 
+def _rows_at(table: pd.DataFrame, positions: Sequence[int]) -> pd.DataFrame:
+    return table.iloc[list(positions)].reset_index(drop=True)
+
+
 class _LazyGroup(dict):
     """A duplicate group whose tables ("records", "pairs") are built on first access, then kept."""
 
@@ -468,6 +533,20 @@ class _LazyGroup(dict):
             raise KeyError(key)
         value = self[key] = self._build[key]()
         return value
+
+
+GROUP_PAGE = 200  # the duplicate group picker lists this many groups at a time (a 100,000-row sheet has thousands)
+
+
+def group_positions(labels: Sequence[str], row: int | None = None, page: int = 1) -> list[int]:
+    """Which duplicate groups the picker lists: those with sheet row `row` when one is given, else page `page`
+    of GROUP_PAGE groups. A label starts with its sheet rows ("Rows 12, 40 · …", "Row 12 ~ history #3 (file) · …")."""
+    if row:
+        number = re.compile(rf"(?<!\d){int(row)}(?!\d)")
+        return [position for position, label in enumerate(labels)
+                if number.search(label.split(" · ")[0].split(" ~ ")[0])]
+    first = (max(1, page) - 1) * GROUP_PAGE
+    return list(range(min(first, len(labels)), min(first + GROUP_PAGE, len(labels))))
 
 
 def _percent(score: float) -> str:

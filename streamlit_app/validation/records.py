@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlit_app.warm_workers import pause_for_handout, warm_pool_workers
 from utils.decode_guard import (
     UNTRUSTED_POOL,
     DecodeLimits,
@@ -109,12 +110,30 @@ class SheetRead:
 
 def read_upload(data: bytes, filename: str, sheet: str | None = None) -> SheetRead:
     """List the sheets and read one (the first unless named): the unit of work a sheet-reading job runs."""
+    _arrow_within_address_cap()
     try:
         sheets = list_sheets(data, filename)
         chosen = sheet if sheet in sheets else (sheets[0] if sheets else None)
         return SheetRead(sheets, chosen, read_sheet(data, filename, chosen))
     except SheetError as exc:
         return SheetRead([], sheet, None, str(exc))
+
+
+def _arrow_within_address_cap() -> None:
+    """In a worker with an address-space cap (the untrusted pool), give pyarrow (pandas' string columns) the system
+    allocator. Its default, mimalloc, reserves 1 GiB of address space at its first allocation: with the libraries'
+    own mappings that took a 10,000-row sheet (20 MB in use) past the cap, refused as "needed more memory than the
+    512 MB one item may use". Without a cap (the server, a script) the default stays."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: no address-space cap either
+        return
+    if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:
+        return
+    import pyarrow
+
+    if pyarrow.default_memory_pool().backend_name != "system":
+        pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 
 def start_sheet_read(manager: TaskSubmitter, data: bytes, filename: str, sheet: str | None = None) -> Future:
@@ -131,8 +150,15 @@ def start_sheet_read(manager: TaskSubmitter, data: bytes, filename: str, sheet: 
 
 
 def warm_sheet_reader(manager: Any) -> None:
-    """Start the untrusted pool's worker processes while the visitor picks a file (cheap once they run)."""
-    manager.warm(UNTRUSTED_POOL)
+    """Start the untrusted pool's worker processes and read a tiny sheet in each while the visitor picks a file."""
+    warm_pool_workers(manager, UNTRUSTED_POOL, _warm_reader, "warm sheet reader")
+
+
+def _warm_reader(_worker: int) -> int:
+    """In a worker process: import the reader and pandas, and read a small sheet once."""
+    read_upload(b"Name,Phone\nAnn Lee,555-0100\n", "warm.csv")
+    pause_for_handout()
+    return _worker
 
 
 def _guard(filename: str, check: Callable[[int, DecodeLimits | None], None], value: int,

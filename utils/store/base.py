@@ -585,6 +585,14 @@ class Store(ABC):
     def item_counts(self, job_id: str) -> dict[str, int]:
         """Count per item status; every status in ITEM_STATUSES is present."""
 
+    def finished_values(self, job_id: str, key: str, min_idx: int = 0) -> list[tuple[int, str, Any]]:
+        """(idx, status, result[key]) of the job's finished items (completed, failed, cancelled) from idx min_idx on,
+        by idx: what a page polling a running job tallies, without reading whole rows. A backend that can pick one
+        field of the result in its query overrides this; here the rows from min_idx on are read (items are
+        numbered 0..total-1, so they are the rows past the first min_idx)."""
+        return [(row["idx"], row["status"], (row.get("result") or {}).get(key) if row["status"] == "completed" else None)
+                for row in self.item_rows(job_id, offset=min_idx) if row["status"] in DONE_STATUSES]
+
     @abstractmethod
     def cancel_pending(self, job_id: str, reason: str) -> int:
         """Mark pending items cancelled with the reason as their error; returns how many."""

@@ -221,6 +221,13 @@ class PostgresStore(Store):
             counts[row["status"]] = row["n"]
         return counts
 
+    def finished_values(self, job_id: str, key: str, min_idx: int = 0) -> list[tuple[int, str, Any]]:
+        # One field picked from each result (JSONB) by PostgreSQL, as text.
+        query = ("SELECT idx, status, CASE WHEN status = 'completed' THEN result ->> %s END AS value FROM items "
+                 "WHERE job_id = %s AND status = ANY(%s) AND idx >= %s ORDER BY idx")
+        rows = self._rows(query, (key, job_id, list(DONE_STATUSES), int(min_idx)))
+        return [(row["idx"], row["status"], row["value"]) for row in rows]
+
     def cancel_pending(self, job_id: str, reason: str) -> int:
         return self._close_pending(job_id, "cancelled", reason)
 

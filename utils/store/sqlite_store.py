@@ -291,6 +291,16 @@ class SQLiteStore(Store):
             counts[row["status"]] = row["n"]
         return counts
 
+    def finished_values(self, job_id: str, key: str, min_idx: int = 0) -> list[tuple[int, str, Any]]:
+        # One field picked from each result's JSON by SQLite. The status index seeks straight to the finished items
+        # from min_idx on; left to itself, SQLite walks the primary key and reads every pending row on the way.
+        marks = ", ".join("?" * len(DONE_STATUSES))
+        sql = (f"SELECT idx, status, CASE WHEN status = 'completed' THEN json_extract(result, ?) END AS value "
+               f"FROM items INDEXED BY items_job_status WHERE job_id = ? AND status IN ({marks}) AND idx >= ? "
+               f"ORDER BY idx")
+        rows = self._read(sql, (f'$."{key}"', job_id, *DONE_STATUSES, int(min_idx)))
+        return [(row["idx"], row["status"], row["value"]) for row in rows]
+
     def cancel_pending(self, job_id: str, reason: str) -> int:
         return self._close_pending(job_id, "cancelled", reason)
 
