@@ -64,9 +64,12 @@ def test_the_first_visitor_of_a_fresh_server_sees_only_the_final_navigation(fres
         expect(new_visitor.get_by_test_id("stSidebar").get_by_role("link", name=name, exact=True)).to_be_visible()
     seen = navigation_seen(new_visitor)
     assert seen, "no navigation was recorded"
-    for labels in seen:  # from the first paint on: the app's pages, never the pages/ folder's file names
-        assert labels == PAGES, f"navigation shown: {labels}"
+    # From the first paint on: the app's pages in their order, never the pages/ folder's file names. The links
+    # arrive as the script draws them, so a busy server may paint the first few before the rest.
+    for labels in seen:
+        assert labels == PAGES[:len(labels)], f"navigation shown: {labels}"
         assert not set(labels) & set(LEGACY)
+    assert seen[-1] == PAGES
 
 
 @pytest.mark.parametrize("path, title", [("validation", "Validation"), ("performance", "Performance"),

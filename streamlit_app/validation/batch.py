@@ -418,9 +418,11 @@ _prefetched: OrderedDict[tuple, Future] = OrderedDict()
 _prefetched_lock = threading.Lock()  # guards _prefetched
 
 
-# Past this many records the comparison is many seconds of Python in the server process: run beside the job it
-# held up every progress poll (100,000 rows: polls of up to 8 s), so a sheet this big compares after its job.
-PREFETCH_MAX_RECORDS = 20_000
+# Past this many records the comparison is many seconds of Python: in a thread of the server process it held up
+# every progress poll beside it (100,000 rows: polls of up to 8 s, and the finished page's first render waited
+# 10 s), so a sheet this big is compared in a worker process of the cpu pool. Smaller ones stay on a thread,
+# where a 10,000-row comparison (~1 s) is not worth sending its frames to another process.
+COMPARE_IN_PROCESS_RECORDS = 20_000
 
 
 def prefetch_duplicates(services: Services, job_id: str, records: Sequence[dict], threshold: float = DEFAULT_THRESHOLD,
@@ -431,8 +433,6 @@ def prefetch_duplicates(services: Services, job_id: str, records: Sequence[dict]
     for the last chunk: the finished page then finds the pairs ready (10,000 rows: some 1.5 s sooner).
     `records` are the ones the job was started with; `duplicates_for` with the same settings takes the result.
     """
-    if len(records) > PREFETCH_MAX_RECORDS:
-        return
     owner = owner if owner is not None else _job_owner(services, job_id)
     try:
         key = _duplicates_key(services, job_id, threshold, against_history, owner)
@@ -468,8 +468,8 @@ def _compare_for_duplicates(services: Services, job_id: str, records: Sequence[d
             history = past[["id", *[r for r in ROLES if (past[r] != "").any()]]]
     return services.manager.submit_task(find_duplicates, frame, history, float(threshold), _duplicate_mapping(frame),
                                         task_name="validation duplicates",
-                                        pool="analytics",  # on the job owner's share (every job has an owner)
-                                        owner=owner)
+                                        pool="cpu" if len(records) > COMPARE_IN_PROCESS_RECORDS else "analytics",
+                                        owner=owner)  # on the job owner's share (every job has an owner)
 
 
 def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame, owner: str | None = None) -> list[dict]:
