@@ -308,3 +308,17 @@ def test_summary_and_problem_charts_count_the_results(services, sample_run):
     scores = charts.duplicate_scores_figure(batch.duplicates_for(services, job_id, against_history=False), 78).to_dict()
     assert scores["data"] and scores["data"][0]["type"] == "histogram"
     assert len(charts.summary_figure(results.iloc[0:0]).to_dict()["data"]) == 0
+
+
+def test_a_big_sheet_is_compared_in_a_worker_process_with_the_same_pairs(services, monkeypatch):
+    """Past COMPARE_IN_PROCESS_RECORDS the comparison leaves the server process (it held up every progress poll
+    there); the pairs are the ones a thread finds."""
+    sheet = sample_sheet(n=120, seed=37)
+    records = batch.prepare_records(sheet, guess_columns(sheet))
+    in_thread = batch._compare_for_duplicates(services, "job-big", records, 90.0, False, "owner-big").result(120)
+    monkeypatch.setattr(batch, "COMPARE_IN_PROCESS_RECORDS", 100)
+    in_process = batch._compare_for_duplicates(services, "job-big", records, 90.0, False, "owner-big").result(120)
+    compared = [job for job in services.manager.jobs(owner="owner-big") if job.name == "validation duplicates"]
+    assert {(job.pool, job.backend) for job in compared} == {("analytics", "thread"), ("cpu", "process")}
+    assert len(in_process) >= 5
+    pd.testing.assert_frame_equal(in_thread.reset_index(drop=True), in_process.reset_index(drop=True))
