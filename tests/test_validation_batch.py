@@ -297,17 +297,17 @@ def test_geocoding_runs_on_threads_and_answers_are_cached_in_the_store(services,
 def test_summary_and_problem_charts_count_the_results(services, sample_run):
     _sheet, job_id = sample_run
     results = batch.results_frame(services, job_id)
-    summary = charts.summary_figure(results).to_dict()
-    pie = next(t for t in summary["data"] if t["type"] == "pie")
-    assert sum(pie["values"]) == len(results)
-    bars = [t for t in summary["data"] if t["type"] == "bar"]
-    assert sum(sum(t["y"]) for t in bars) == 3 * len(results)  # every record has a verdict for each field
-    problems = charts.problems_figure(results).to_dict()["data"][0]
-    assert len(problems["y"]) == 10 and sum(problems["x"]) >= 10  # the top ten, most frequent first
-    assert list(problems["x"]) == sorted(problems["x"]) and all(name.split(":")[0] in ("Phone", "E-mail", "Address") for name in problems["y"])
+    verdicts = charts.verdict_counts(results)
+    assert list(verdicts.index) == ["Record", "Phone", "E-mail", "Address"]
+    assert (verdicts.sum(axis=1) == len(results)).all()  # every record has a verdict overall and for each field
+    assert len(charts.verdict_colours(verdicts)) == len(verdicts.columns)
+    problems = charts.problem_counts(results)
+    assert len(problems) == 10 and problems["records"].sum() >= 10  # the top ten, most frequent first
+    assert list(problems["records"]) == sorted(problems["records"], reverse=True)
+    assert all(name.split(":")[0] in ("Phone", "E-mail", "Address") for name in problems["problem"])
     scores = charts.duplicate_scores_figure(batch.duplicates_for(services, job_id, against_history=False), 78).to_dict()
     assert scores["data"] and scores["data"][0]["type"] == "histogram"
-    assert len(charts.summary_figure(results.iloc[0:0]).to_dict()["data"]) == 0
+    assert charts.verdict_counts(results.iloc[0:0]).empty
 
 
 def test_a_big_sheet_is_compared_in_a_worker_process_with_the_same_pairs(services, monkeypatch):

@@ -1,14 +1,14 @@
-"""Plotly figures for the Validation page's summary (built here, drawn by the page).
+"""What the Validation page's charts show, as small tables (built here, drawn by the page).
 
-Why: the page only lays out widgets; these take the results table
-(`batch.results_frame`) and return figures, so they can be tested with
-`fig.to_dict()` without a browser.
+Why: the page only lays out widgets; these take the results table (`batch.results_frame`) and return
+the counts, so they can be tested without a browser. The page draws them with Streamlit's own
+Vega-Lite bar charts: plotly's browser library took ~0.8 s to load and draw in Chromium, and held
+the table, duplicates and downloads back that long after a 1,000-row run.
 """
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 STATUS_COLOURS = {
     "valid": "#2e7d32", "complete": "#2e7d32", "invalid": "#c62828", "mismatch": "#c62828",
@@ -25,33 +25,27 @@ def _order(statuses) -> list[str]:
     return known + sorted(s for s in statuses if s not in _ORDER)
 
 
-def summary_figure(results: pd.DataFrame) -> go.Figure:
-    """Left: records by overall status (donut). Right: each field's verdicts as stacked bars."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65], specs=[[{"type": "domain"}, {"type": "xy"}]],
-                        subplot_titles=("Records", "Fields"))
+def verdict_counts(results: pd.DataFrame) -> pd.DataFrame:
+    """Records by verdict, for the whole record and for each field: rows Record, Phone, E-mail, Address;
+    one column per verdict (in _ORDER), counts as values. Drawn as stacked bars (`verdict_colours` in order)."""
+    rows: dict[str, pd.Series] = {}
     if results.empty:
-        return fig
-    overall = results["status"].astype(str).value_counts()
-    labels = _order(overall.index)
-    fig.add_trace(go.Pie(labels=labels, values=[int(overall[s]) for s in labels], hole=0.55, sort=False,
-                         marker={"colors": [STATUS_COLOURS.get(s, "#607d8b") for s in labels]},
-                         textinfo="label+value", name="records", showlegend=False), row=1, col=1)
-    fields = [(key, label) for key, label in FIELDS if f"{key}_status" in results.columns]
-    statuses = set()
-    for key, _ in fields:
-        statuses |= set(results[f"{key}_status"].replace("", pd.NA).dropna().astype(str))
-    for status in _order(statuses):
-        counts = [int((results[f"{key}_status"].astype(str) == status).sum()) for key, _ in fields]
-        fig.add_trace(go.Bar(name=status, x=[label for _, label in fields], y=counts,
-                             marker_color=STATUS_COLOURS.get(status, "#607d8b")), row=1, col=2)
-    fig.update_layout(barmode="stack", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"title": "verdict"})
-    fig.update_yaxes(title_text="records", row=1, col=2)
-    return fig
+        return pd.DataFrame()
+    rows["Record"] = results["status"].astype(str).value_counts()
+    for key, label in FIELDS:
+        if f"{key}_status" in results.columns:
+            rows[label] = results[f"{key}_status"].replace("", pd.NA).dropna().astype(str).value_counts()
+    table = pd.DataFrame(rows).T.fillna(0).astype(int)
+    return table[_order(table.columns)]
 
 
-def problems_figure(results: pd.DataFrame, top: int = 10) -> go.Figure:
-    """The most common problems (field: reason), most frequent on top."""
+def verdict_colours(counts: pd.DataFrame) -> list[str]:
+    """One colour per verdict column of `verdict_counts`, in its order."""
+    return [STATUS_COLOURS.get(str(status), "#607d8b") for status in counts.columns]
+
+
+def problem_counts(results: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """The most common problems ("field: reason") and how many records have each, most frequent first."""
     counts: dict[str, int] = {}
     for key, label in FIELDS:
         status, reason = f"{key}_status", f"{key}_reason"
@@ -68,12 +62,7 @@ def problems_figure(results: pd.DataFrame, top: int = 10) -> go.Figure:
         if failed:
             counts["Record: could not be checked"] = failed
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-    fig = go.Figure(go.Bar(x=[n for _, n in ranked][::-1], y=[name for name, _ in ranked][::-1], orientation="h",
-                           marker_color="#c62828"))
-    fig.update_layout(title="Most common problems", height=max(220, 40 + 28 * len(ranked)),
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="records",
-                      yaxis={"automargin": True})
-    return fig
+    return pd.DataFrame(ranked, columns=["problem", "records"])
 
 
 def duplicate_scores_figure(pairs: pd.DataFrame, threshold: float) -> go.Figure:
