@@ -221,10 +221,10 @@ def test_counters_follow_the_items_on_postgres_with_concurrent_savers(postgres_u
 def test_resubmitting_a_cancelled_batch_runs_only_its_unfinished_items(tmp_path, manager):
     log = tmp_path / "runs.log"
     services = _services(tmp_path, manager)
-    inputs = [{"n": n} for n in range(40)]
+    inputs = [{"n": n} for n in range(40)]  # 0.1 s each on 2 threads: the cancel lands well before the end
     try:
         job_id = services.queue.submit_batch(queue_workers.counted_square, inputs, owner="ana", kind="test",
-                                             params=_counted_params(log, 0.02), exec_kind="thread", chunk_size=2)
+                                             params=_counted_params(log, 0.1), exec_kind="thread", chunk_size=2)
         assert wait_until(lambda: services.store.item_counts(job_id)["completed"] >= 6, timeout=30)
         services.queue.cancel(job_id)
         assert services.queue.wait(job_id, timeout=30)["status"] == "cancelled"
@@ -232,7 +232,7 @@ def test_resubmitting_a_cancelled_batch_runs_only_its_unfinished_items(tmp_path,
         done_before = {r["idx"] for r in services.store.item_rows(job_id, status="completed")}
         assert 0 < services.store.item_counts(job_id)["cancelled"] < 40
         again = services.queue.submit_batch(queue_workers.counted_square, inputs, owner="ana", kind="test",
-                                            params=_counted_params(log, 0.02), exec_kind="thread", chunk_size=2)
+                                            params=_counted_params(log, 0.1), exec_kind="thread", chunk_size=2)
         assert again == job_id
         assert services.queue.wait(job_id, timeout=60)["status"] == "completed"
         runs = _executions(log)
