@@ -305,8 +305,6 @@ def test_summary_and_problem_charts_count_the_results(services, sample_run):
     assert len(problems) == 10 and problems["records"].sum() >= 10  # the top ten, most frequent first
     assert list(problems["records"]) == sorted(problems["records"], reverse=True)
     assert all(name.split(":")[0] in ("Phone", "E-mail", "Address") for name in problems["problem"])
-    scores = charts.duplicate_scores_figure(batch.duplicates_for(services, job_id, against_history=False), 78).to_dict()
-    assert scores["data"] and scores["data"][0]["type"] == "histogram"
     assert charts.verdict_counts(results.iloc[0:0]).empty
 
 

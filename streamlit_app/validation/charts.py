@@ -8,7 +8,6 @@ the table, duplicates and downloads back that long after a 1,000-row run.
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 
 STATUS_COLOURS = {
     "valid": "#2e7d32", "complete": "#2e7d32", "invalid": "#c62828", "mismatch": "#c62828",
@@ -63,18 +62,3 @@ def problem_counts(results: pd.DataFrame, top: int = 10) -> pd.DataFrame:
             counts["Record: could not be checked"] = failed
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     return pd.DataFrame(ranked, columns=["problem", "records"])
-
-
-def duplicate_scores_figure(pairs: pd.DataFrame, threshold: float) -> go.Figure:
-    """How the suggested pairs score, with the threshold marked."""
-    fig = go.Figure()
-    if pairs is not None and len(pairs):
-        for source, colour in (("upload", "#1565c0"), ("history", "#6a1b9a")):
-            part = pairs[pairs["source"] == source]
-            if len(part):
-                fig.add_trace(go.Histogram(x=part["score"].astype(float), name=f"within {source}" if source == "upload"
-                                           else "against history", marker_color=colour, xbins={"size": 2}))
-    fig.add_vline(x=float(threshold), line_dash="dash", annotation_text="threshold")
-    fig.update_layout(barmode="stack", height=240, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      xaxis={"title": "score", "range": [max(0.0, float(threshold) - 5), 100.5]}, yaxis_title="pairs")
-    return fig
