@@ -1,14 +1,9 @@
 """The Image page: size, EXIF, quality measures, colours, look-alikes and optional OCR."""
-import base64
-
 import pandas as pd
 import streamlit as st
 
-from streamlit_app import media_charts, media_samples, media_warm, widgets
+from streamlit_app import image, media_charts, media_samples, media_warm, widgets
 from streamlit_app import ocr as ocr_reader
-
-LOOKALIKE_PICTURES = 24  # thumbnails shown for the chosen look-alike group
-
 
 widgets.page_header("Image", "Format, size, EXIF, brightness, contrast, blur and dominant colours for a folder "
                              "of images, with look-alike groups and optional OCR.")
@@ -47,11 +42,9 @@ if ok is not None:
     else:  # one table of groups and one picture strip: a picture element per file made reruns slow at 200 files
         st.caption(f"{len(groups):,} groups of images that look alike (perceptual hashes within 8 bits), "
                    f"{sum(len(group) for group in groups):,} files in all.")
-        st.dataframe(pd.DataFrame([{"group": number, "files": len(group),
-                                    "names": ", ".join(member["name"] for member in group)}  # text cells
-                                   for number, group in enumerate(groups, start=1)]),
-                     hide_index=True, width="stretch", key="image_lookalikes")
+        st.dataframe(pd.DataFrame(image.lookalike_table(groups)), hide_index=True, width="stretch",
+                     key="image_lookalikes")
         number = st.selectbox("Pictures of group", range(1, len(groups) + 1), key="image_lookalike_group")
-        members = [m for m in groups[number - 1] if m["thumbnail_png_b64"]][:LOOKALIKE_PICTURES]
-        if members:
-            st.image([base64.b64decode(m["thumbnail_png_b64"]) for m in members])  # in the order of the names above
+        pictures = image.lookalike_pictures(groups[number - 1])
+        if pictures:
+            st.image(pictures)  # in the order of the names above

@@ -330,6 +330,21 @@ def near_duplicate_groups(hashes: dict[str, str], max_distance: int = 8) -> list
     return [members for _, members in sorted(groups.items()) if len(members) > 1]
 
 
+LOOKALIKE_PICTURES = 24  # thumbnails the Image page shows for the chosen look-alike group
+
+
+def lookalike_table(groups: list[list[dict]]) -> list[dict[str, Any]]:
+    """One row per look-alike group (number, file count, names), for a results table: names stay text cells."""
+    return [{"group": number, "files": len(group), "names": ", ".join(member["name"] for member in group)}
+            for number, group in enumerate(groups, start=1)]
+
+
+def lookalike_pictures(group: list[dict]) -> list[bytes]:
+    """The group's thumbnails (PNG bytes), in the order of its names, at most LOOKALIKE_PICTURES."""
+    shown = [member for member in group if member["thumbnail_png_b64"]][:LOOKALIKE_PICTURES]
+    return [base64.b64decode(member["thumbnail_png_b64"]) for member in shown]
+
+
 def warm_up() -> None:
     """Pay the one-off costs (scipy's DCT for phash) before timing or serving; a process-pool initializer."""
     imagehash.phash(Image.new("RGB", (64, 64), "white"))
