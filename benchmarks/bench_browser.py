@@ -40,61 +40,105 @@ def _pure_seconds(items: list[Any], fn: Any, warm: Any = None) -> float:
     return min(times.values())
 
 
-def _expect(page: Any, pattern: str, timeout_s: float) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.get_by_text(re.compile(pattern)).first).to_be_visible(timeout=timeout_s * 1000)
-
-
-# What the Validation page shows now, read in one evaluation: Playwright's expect() retries after 100, 250, 500
-# and then every 1,000 ms, so waiting with it adds up to a second per step that the visitor never waits.
-_VALIDATION_MARKS_JS = """(shown) => {
+# The page watches itself: a MutationObserver notes when each awaited mark first shows, with the page's clock
+# (Date.now(), the same wall clock as time.time() here). Why not Playwright's expect() or a Python loop that
+# evaluates a query: expect() retries after 100, 250, 500 and then every 1,000 ms, so waiting with it adds up to a
+# second per step that the visitor never waits; and every text query walks the whole page computing styles
+# (Playwright's get_by_text took a quarter of the renderer's busy time during a media job, on the same two cores as
+# the server). Here one cheap check runs after each burst of DOM changes, and Python only reads the marks.
+_MARKS_JS = r"""(specs) => {
     const visible = (el) => el.checkVisibility ? el.checkVisibility() : el.offsetParent !== null;
-    const texts = Array.from(document.querySelectorAll('p')).filter(visible).map((p) => p.textContent.trim());
-    const button = (label, enabled) => Array.from(document.querySelectorAll('button')).some(
-        (b) => b.textContent.trim().endsWith(label) && visible(b) && (!enabled || !b.disabled));
-    return {
-        mapped: button(`Validate ${shown} records`, true),
-        running: texts.filter((t) => t.startsWith('Running: ')),
-        completed: texts.some((t) => t.startsWith(`Completed: ${shown} of ${shown} items`)),
-        table: texts.includes(`${shown} of ${shown} rows`),
-        duplicates: texts.some((t) => t.includes('suggested pairs') || t.startsWith('No two records')),
-        downloads: button('Cleaned file (CSV)', false),
+    const texts = () => Array.from(document.querySelectorAll('p')).filter((p) => p.textContent.length < 300)
+        .map((p) => [p, p.textContent.trim()]);
+    const tests = {
+        prefix: (v) => texts().some(([p, t]) => t.startsWith(v) && visible(p)),
+        equals: (v) => texts().some(([p, t]) => t === v && visible(p)),
+        includes: (v) => texts().some(([p, t]) => t.includes(v) && visible(p)),
+        heading: (v) => Array.from(document.querySelectorAll('h1, h2, h3')).some((h) => h.textContent.trim() === v
+                                                                                    && visible(h)),
+        testid: (v) => Array.from(document.querySelectorAll(`[data-testid="${v}"]`)).some(visible),
+        button: (v) => Array.from(document.querySelectorAll('button')).some(
+            (b) => b.textContent.trim().endsWith(v) && !b.disabled && visible(b)),
+        buttonShown: (v) => Array.from(document.querySelectorAll('button')).some(
+            (b) => b.textContent.trim().endsWith(v) && visible(b)),
     };
+    const marks = window.__spindleMarks = {};
+    const progress = window.__spindleProgress = [];
+    let scheduled = false;
+    const check = () => {
+        scheduled = false;
+        for (const [name, kind, value] of specs) {
+            if (!(name in marks) && tests[kind](value)) marks[name] = Date.now();
+        }
+        for (const [, t] of texts()) if (t.startsWith('Running: ') && !progress.includes(t)) progress.push(t);
+    };
+    if (window.__spindleObserver) window.__spindleObserver.disconnect();
+    window.__spindleObserver = new MutationObserver(() => {
+        if (!scheduled) { scheduled = true; setTimeout(check, 0); }
+    });
+    window.__spindleObserver.observe(document.body, {subtree: true, childList: true, characterData: true,
+                                                     attributes: true, attributeFilter: ['disabled']});
+    check();
 }"""
-VALIDATION_POLL_S = 0.05  # how often the page is looked at while a step is awaited
+MARKS_READ_S = 0.1  # how often Python reads the marks the page noted (a tiny evaluation)
+
+
+def _watch(page: Any, specs: list[tuple[str, str, str]]) -> None:
+    """Start noting when each (name, kind, value) mark first shows on the page (see _MARKS_JS)."""
+    page.evaluate(_MARKS_JS, [list(spec) for spec in specs])
+
+
+def _marked(page: Any, *names: str, timeout_s: float) -> float:
+    """The wall-clock time (time.time() scale) by which all the named marks had shown."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        marks = page.evaluate("() => window.__spindleMarks")
+        if all(name in marks for name in names):
+            return max(marks[name] for name in names) / 1000.0
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{', '.join(n for n in names if n not in marks)} not shown in {timeout_s:.0f} s")
+        time.sleep(MARKS_READ_S)
 
 
 def _time_validation(page: Any, url: str, path: Path, rows: int) -> dict[str, float]:
     """Upload → columns guessed → (click) job completed → table, duplicates and downloads, each step timed when the
-    page first shows it (looked at every VALIDATION_POLL_S); the progress line is sampled to show it moves."""
+    page first shows it (the page notes it, see _MARKS_JS); the progress line is kept to show it moves."""
     from playwright.sync_api import expect
 
     shown = f"{rows:,}"
     page.goto(url)
     expect(page.get_by_text(re.compile("one person per row"))).to_be_visible(timeout=60_000)
-    progress_seen: set[str] = set()
-
-    def wait_for(*steps: str, timeout_s: float) -> float:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            marks = page.evaluate(_VALIDATION_MARKS_JS, shown)
-            progress_seen.update(marks["running"])
-            if all(marks[step] for step in steps):
-                return time.perf_counter()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"validation of {shown} rows: {', '.join(steps)} not shown in {timeout_s:.0f} s")
-            time.sleep(VALIDATION_POLL_S)
-
-    start = time.perf_counter()
+    _watch(page, [("mapped", "button", f"Validate {shown} records"),
+                  ("completed", "prefix", f"Completed: {shown} of {shown} items"),
+                  ("table", "equals", f"{shown} of {shown} rows"),
+                  ("duplicates", "includes", "suggested pairs"), ("no_duplicates", "prefix", "No two records"),
+                  ("downloads", "buttonShown", "Cleaned file (CSV)")])
+    start = time.time()
     page.locator("input[type='file']").first.set_input_files(str(path))
-    mapped = wait_for("mapped", timeout_s=600)
+    mapped = _marked(page, "mapped", timeout_s=600)
+    clicked = time.time()
     page.get_by_role("button", name=f"Validate {shown} records").click()
-    completed = wait_for("completed", timeout_s=3600)
-    table = wait_for("table", "duplicates", "downloads", timeout_s=1800)
+    completed = _marked(page, "completed", timeout_s=3600)
+    marks_table = _marked(page, "table", "downloads", timeout_s=1800)
+    duplicates = _first_of(page, ("duplicates", "no_duplicates"), timeout_s=1800)
+    table = max(marks_table, duplicates)
+    progress = page.evaluate("() => window.__spindleProgress.length")
     return {"upload_to_mapping_s": mapped - start, "validate_to_completed_s": completed - mapped,
             "completed_to_table_s": table - completed, "total_s": table - start,
-            "progress_updates": float(len(progress_seen))}
+            "click_s": max(0.0, clicked - mapped), "progress_updates": float(progress)}
+
+
+def _first_of(page: Any, names: tuple[str, ...], timeout_s: float) -> float:
+    """When the first of the named marks showed (e.g. "pairs found" or "no pairs")."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        marks = page.evaluate("() => window.__spindleMarks")
+        seen = [marks[name] for name in names if name in marks]
+        if seen:
+            return min(seen) / 1000.0
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"none of {', '.join(names)} shown in {timeout_s:.0f} s")
+        time.sleep(MARKS_READ_S)
 
 
 def _time_media(page: Any, url: str, kind: str, paths: list[str]) -> dict[str, float]:
@@ -102,18 +146,17 @@ def _time_media(page: Any, url: str, kind: str, paths: list[str]) -> dict[str, f
 
     page.goto(f"{url}/{kind}")
     expect(page.get_by_role("button", name="Try it with sample files")).to_be_visible(timeout=60_000)
-    start = time.perf_counter()
+    count = f"{len(paths):,}"
+    _watch(page, [("uploaded", "button", "Analyse files"),
+                  ("completed", "prefix", f"Completed: {count} of {count} items"),
+                  ("results", "heading", "Results"), ("table", "testid", "stDataFrame")])
+    start = time.time()
     page.locator("input[type='file']").first.set_input_files(paths)
-    analyse = page.get_by_role("button", name="Analyse files")
-    expect(analyse).to_be_enabled(timeout=600_000)
-    uploaded = time.perf_counter()
-    analyse.click()
-    _expect(page, rf"Completed: {len(paths)} of {len(paths)} items", 1800)
-    expect(page.get_by_text(re.compile(r"^Results$")).first).to_be_visible(timeout=600_000)
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=600_000)
-    table = time.perf_counter()
+    uploaded = _marked(page, "uploaded", timeout_s=600)
+    page.get_by_role("button", name="Analyse files").click()
+    table = _marked(page, "completed", "results", "table", timeout_s=1800)
     # A failed item is quick: a run whose files failed is not comparable with the pure processing time.
-    line = page.get_by_text(re.compile(rf"Completed: {len(paths)} of {len(paths)} items")).first.inner_text()
+    line = page.get_by_text(re.compile(rf"Completed: {count} of {count} items")).first.inner_text()
     failed = re.search(r"([\d,]+) failed", line)
     return {"upload_s": uploaded - start, "total_s": table - start, "files": float(len(paths)),
             "failed": float(failed.group(1).replace(",", "")) if failed else 0.0}

@@ -275,9 +275,12 @@ st.subheader("Possible duplicates")
 cache_key = (job_id, float(threshold), bool(against_history), door.history_version(who))
 if state.get("validation_dups_key") != cache_key:
     try:
-        with st.status(f"Comparing {info.get('total', 0):,} records for duplicates…", expanded=False) as step:
+        if door.duplicates_ready(who, job_id, threshold, against_history):  # compared while the records were checked
             state["validation_dups"] = door.duplicates(who, job_id, threshold, against_history)
-            step.update(label="Duplicates compared", state="complete")
+        else:
+            with st.status(f"Comparing {info.get('total', 0):,} records for duplicates…", expanded=False) as step:
+                state["validation_dups"] = door.duplicates(who, job_id, threshold, against_history)
+                step.update(label="Duplicates compared", state="complete")
         state["validation_dups_key"] = cache_key
     except Exception as exc:  # noqa: BLE001 - shown, not raised
         st.error(f"The duplicate check failed: {widgets.md_escape(type(exc).__name__)}: {widgets.md_escape(exc)}")

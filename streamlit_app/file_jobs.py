@@ -20,6 +20,7 @@ from utils.smart_storage import SmartStorage
 from utils.task_registry import register_task, resolve_task, task
 
 FILE_JOB_FN = "streamlit_app.file_jobs:analyse_stored_file"
+FILE_KINDS = ("audio", "image", "text")  # the job kinds of the Audio, Image and Text pages
 HIDDEN_COLUMNS = ("thumbnail_png_b64", "text", "chart_preview")
 
 

@@ -13,6 +13,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, TypeVar
 
@@ -30,11 +31,16 @@ class _Entry:
 
 @dataclass
 class JobCache:
-    """Values per (store, job, name), each valid for one job version; least recently used dropped first."""
+    """Values per (store, job, name), each valid for one job version; least recently used dropped first.
+
+    A value is built once per version: a caller that finds it being built (by another session, or by the
+    preparation started when the job finished) waits for that build instead of starting its own.
+    """
 
     max_entries: int = MAX_ENTRIES
     _entries: OrderedDict[tuple, _Entry] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)  # guards _entries
+    _building: dict[tuple, Future] = field(default_factory=dict)  # (key, version) → the build under way
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # guards _entries and _building
 
     def get(self, key: tuple, version: Hashable, build: Callable[[], T]) -> T:
         with self._lock:
@@ -42,12 +48,26 @@ class JobCache:
             if entry is not None and entry.version == version:
                 self._entries.move_to_end(key)
                 return entry.value
-        value = build()  # outside the lock: two sessions may build the same table once each, never block
+            underway = self._building.get((key, version))
+            if underway is None:
+                mine: Future = Future()
+                self._building[(key, version)] = mine
+        if underway is not None:
+            return underway.result()  # the other build's value, or its error
+        try:
+            value = build()  # outside the lock: other keys are read and built meanwhile
+        except BaseException as exc:
+            with self._lock:
+                self._building.pop((key, version), None)
+            mine.set_exception(exc)
+            raise
         with self._lock:
+            self._building.pop((key, version), None)
             self._entries[key] = _Entry(version, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+        mine.set_result(value)
         return value
 
     def peek(self, key: tuple) -> Any:

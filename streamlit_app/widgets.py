@@ -272,9 +272,13 @@ def _progress_body(who: Identity, job_id: str, on_finish_rerun: bool, status: di
     return status
 
 
-# How often a running job's progress is polled: fast while a short job may finish any moment, then backing
+# How often a running job's progress is polled: every half second while a job may finish any moment, then backing
 # off so a long job's page does not rerun every half second. (job running for less than s, poll every s)
-POLL_STEPS: tuple[tuple[float, float], ...] = ((3.0, 0.25), (10.0, 0.5), (60.0, 1.0), (300.0, 2.0), (float("inf"), 5.0))
+# Why not faster at first: in Chromium on the 2-core machine each poll costs the server and the browser CPU that the
+# workers need. Polls every 0.25 s for the first 3 s (then 0.5 s, after a full rerun to change the interval) made a
+# 10,000-row run 0.9 s slower; for a job expected to end within 2 s, they made a 1,000-row run 0.3 s slower, not
+# faster (benchmarks/bench_browser.py, side by side).
+POLL_STEPS: tuple[tuple[float, float], ...] = ((10.0, 0.5), (60.0, 1.0), (300.0, 2.0), (float("inf"), 5.0))
 
 
 def poll_interval(running_for: float) -> float:
@@ -337,7 +341,7 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None) -> dic
                 live(shown)
             if interval is not None and shown is not None and shown["status"] in ("pending", "running") \
                     and poll_interval(time.monotonic() - seen_at.get(job_id, time.monotonic())) != interval:
-                st.rerun(scope="app")  # the next, slower interval (at most four times per job)
+                st.rerun(scope="app")  # the next, slower interval (at most three times per job)
 
     poll()
     return status

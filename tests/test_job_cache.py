@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
 
 from streamlit_app import job_cache
 from streamlit_app.validation import batch
+from tests.waiting import wait_until
 from utils.store.sqlite_store import SQLiteStore
 
 
@@ -114,3 +118,97 @@ def test_a_running_jobs_table_streams_the_newest_rows_and_a_poll_reads_only_the_
 def test_duplicate_group_labels_do_not_round_a_probability_up_to_certainty():
     assert batch._percent(99.96) == "99.9 % likely the same person"
     assert batch._percent(100.0) == "100.0 % likely the same person"
+
+
+def test_sessions_asking_for_a_table_while_it_is_built_wait_for_that_one_build():
+    cache = job_cache.JobCache()
+    started, release = threading.Event(), threading.Event()
+    builds = []
+
+    def build():
+        builds.append(1)
+        started.set()
+        release.wait(10)
+        return "table"
+
+    first = threading.Thread(target=cache.get, args=(("job", "results"), 1, build))
+    first.start()
+    assert started.wait(10)
+    with ThreadPoolExecutor(3) as pool:
+        waiting = [pool.submit(cache.get, ("job", "results"), 1, build) for _ in range(3)]
+        time.sleep(0.2)
+        assert not any(f.done() for f in waiting)  # they wait for the build under way...
+        release.set()
+        assert [f.result(10) for f in waiting] == ["table"] * 3
+    first.join(10)
+    assert builds == [1]  # ...and none starts its own
+
+
+def test_a_failed_build_fails_its_waiters_and_the_next_request_builds_again():
+    cache = job_cache.JobCache()
+    started, release = threading.Event(), threading.Event()
+
+    def failing():
+        started.set()
+        release.wait(10)
+        raise OSError("the store went away")
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(cache.get, ("job", "results"), 1, failing)
+        assert started.wait(10)
+        second = pool.submit(cache.get, ("job", "results"), 1, lambda: "never built")
+        time.sleep(0.1)
+        release.set()
+        for future in (first, second):
+            with pytest.raises(OSError, match="went away"):
+                future.result(10)
+    assert cache.get(("job", "results"), 1, lambda: "rebuilt") == "rebuilt"
+
+
+# ---------------------------------------------------------------- a finished job's page is prepared as it ends
+@pytest.fixture
+def door(tmp_path):
+    from config.settings import load_settings
+    from streamlit_app.jobs import JobDoor
+    from utils.services import open_services
+
+    services = open_services(load_settings({"SPINDLE_DATA_DIR": str(tmp_path)}))
+    yield JobDoor(services)
+    services.close()
+
+
+def _cached(door, job_id: str, name: str):
+    return job_cache.CACHE.peek((job_cache.store_key(door.services.store), job_id, name))
+
+
+def test_a_finished_validation_table_is_built_before_a_watching_page_asks(door):
+    from streamlit_app.identity import Identity
+
+    ana = Identity("anon:" + "c" * 32, "ana", is_admin=False, mode="anonymous")
+    door.visitor_arrived(ana)  # a tab of hers is open
+    records = batch.prepare_records(*_sheet(40))
+    job_id = door.start_validation(ana, records, {"source": "people.csv"})
+    assert door.services.queue.wait(job_id, timeout=120)["status"] == "completed"
+    assert wait_until(lambda: _cached(door, job_id, "results") is not None)
+    table = _cached(door, job_id, "results")
+    assert len(table) == 40 and (table["status"] != "pending").all()
+    assert door.validation_results(ana, job_id)["row"].tolist() == table["row"].tolist()  # the page gets it
+
+
+def test_no_table_is_built_for_a_visitor_with_no_tab_open(door):
+    from streamlit_app.identity import Identity
+
+    gone = Identity("anon:" + "d" * 32, "gone", is_admin=False, mode="anonymous")
+    records = batch.prepare_records(*_sheet(20))
+    job_id = door.start_validation(gone, records, {"source": "people.csv"})
+    assert door.services.queue.wait(job_id, timeout=120)["status"] == "completed"
+    time.sleep(1.0)  # the preparation would have run by now
+    assert _cached(door, job_id, "results") is None
+
+
+def _sheet(rows: int):
+    from streamlit_app.validation.records import guess_columns
+    from streamlit_app.validation.sample_data import sample_sheet
+
+    sheet = sample_sheet(n=rows, seed=rows)
+    return sheet, guess_columns(sheet)

@@ -211,3 +211,24 @@ def test_the_process_wide_services_open_once_and_reopen_after_close(tmp_path, mo
         assert again is not opened[0]
     finally:
         process_wide.close_services()
+
+
+def test_finish_listeners_hear_of_a_stored_job_and_a_failing_one_harms_nothing(services):
+    queue = services.queue
+    heard: list[tuple[str, str]] = []
+
+    def listener(job_id: str) -> None:
+        heard.append((job_id, queue.store.get_job(job_id)["status"]))  # the final state is stored by now
+
+    def broken(_job_id: str) -> None:
+        raise RuntimeError("a listener's own bug")
+
+    queue.add_finish_listener("broken", broken)
+    queue.add_finish_listener("pages", lambda _job_id: heard.append(("replaced", "")))
+    queue.add_finish_listener("pages", listener)  # the same name again replaces the earlier listener
+    job_id = queue.submit_batch(FN, items(6), owner="ana", kind="test")
+    assert queue.wait(job_id, timeout=60)["status"] == "completed"
+    assert wait_until(lambda: heard == [(job_id, "completed")])
+    second = queue.submit_batch(FN, items(3), owner="ana", kind="test")
+    assert queue.wait(second, timeout=60)["status"] == "completed"  # the queue goes on after the broken one
+    assert wait_until(lambda: len(heard) == 2)

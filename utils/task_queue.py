@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
@@ -117,6 +118,11 @@ def _later(seconds: float, fn: Callable[[], None]) -> None:
     timer = threading.Timer(seconds, fn)
     timer.daemon = True
     timer.start()
+
+
+def _log_listener_error(job_id: str, future: Future) -> None:
+    if future.exception() is not None:
+        log.warning("job %s: a finish listener failed: %s", job_id, future.exception())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -405,6 +411,7 @@ class AsyncTaskQueue:
         self._beat_now = threading.Event()  # set when a job finished here: look for more work at once
         self._ended = threading.Condition()  # guards _ended_count; wait() sleeps on it while a job runs here
         self._ended_count = 0  # jobs this server finished (or gave up) so far
+        self._finish_listeners: dict[str, Callable[[str], None]] = {}  # name → told of each job finished here
         map_params = inspect.signature(manager.map).parameters
         self._map_takes_on_done = "on_done" in map_params
         self._backend_param = "backend" if "backend" in map_params else "kind"  # the engine's newer name first
@@ -694,6 +701,25 @@ class AsyncTaskQueue:
         self._beat_now.set()
         if job is not None:
             self._record_run(job, job.progress())
+        self._tell_finished(job_id)
+
+    def add_finish_listener(self, name: str, listener: Callable[[str], None]) -> None:
+        """Call `listener(job_id)` on a manager thread once a job run here is stored as completed or cancelled.
+
+        Why: what a finished job's page shows (its tables, counts) can be built the moment the job ends, while
+        the page's next poll is still on its way. A listener added again under the same name replaces the
+        earlier one. A listener's error is logged, never raised into the queue.
+        """
+        self._finish_listeners[name] = listener
+
+    def _tell_finished(self, job_id: str) -> None:
+        for listener in list(self._finish_listeners.values()):
+            try:
+                future = self.manager.submit_task(listener, job_id, task_name="prepare finished job")
+            except Exception:  # noqa: BLE001 - a manager shutting down: nothing to prepare for
+                log.debug("job %s: finish listener not started", job_id, exc_info=True)
+                continue
+            future.add_done_callback(functools.partial(_log_listener_error, job_id))
 
     def _job_ended(self) -> None:
         """Wake wait(): a job that ran here has ended (or runs again)."""

@@ -413,6 +413,15 @@ def duplicates_for(services: Services, job_id: str, threshold: float = DEFAULT_T
     return future.result()
 
 
+def duplicates_ready(services: Services, job_id: str, threshold: float = DEFAULT_THRESHOLD,
+                     against_history: bool = True, owner: str | None = None) -> bool:
+    """Whether `duplicates_for` with these settings answers at once (its comparison, started with the job, is done)."""
+    owner = owner if owner is not None else _job_owner(services, job_id)
+    with _prefetched_lock:
+        future = _prefetched.get(_duplicates_key(services, job_id, threshold, against_history, owner))
+    return future is not None and future.done()
+
+
 PREFETCHED_MAX = 32  # comparisons started with a job and not asked for yet (a tab closed meanwhile): oldest dropped
 _prefetched: OrderedDict[tuple, Future] = OrderedDict()
 _prefetched_lock = threading.Lock()  # guards _prefetched
@@ -609,7 +618,8 @@ def cleaned_frame(results: pd.DataFrame, accepted: Iterable[str] = ()) -> pd.Dat
     out = results[keep].copy()
     into, history = _merge_plan(accepted)
     out["merged_rows"] = ""
-    out["history_match"] = [", ".join(f"#{h}" for h in sorted(history.get(int(r), []))) for r in out["row"]]
+    out["history_match"] = [", ".join(f"#{h}" for h in sorted(history.get(int(r), []))) for r in out["row"]] \
+        if history else ""
     if into:
         position = {int(r): i for i, r in enumerate(out["row"])}
         merged: dict[int, list[int]] = {}
