@@ -45,7 +45,10 @@ def main() -> None:
         with widgets.error_boundary(f"page {navigation.title}"):
             widgets.sidebar()
             with widgets.app_navigation_ran():
-                navigation.run()
+                try:
+                    navigation.run()
+                finally:  # st.stop and st.rerun end a run by raising
+                    widgets.freeze_what_imports_made()
 
 
 if __name__ == "__main__":

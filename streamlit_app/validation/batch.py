@@ -427,11 +427,12 @@ _prefetched: OrderedDict[tuple, Future] = OrderedDict()
 _prefetched_lock = threading.Lock()  # guards _prefetched
 
 
-# Past this many records the comparison is many seconds of Python: in a thread of the server process it held up
-# every progress poll beside it (100,000 rows: polls of up to 8 s, and the finished page's first render waited
-# 10 s), so a sheet this big is compared in a worker process of the cpu pool. Smaller ones stay on a thread,
-# where a 10,000-row comparison (~1 s) is not worth sending its frames to another process.
-COMPARE_IN_PROCESS_RECORDS = 20_000
+# Past this many records the comparison is a second or more of Python. In a thread of the server process it held
+# the GIL while the job's checks ran: the server handed chunks to the worker processes and took their results late,
+# so the workers waited (10,000 rows: the run ended ~0.4 s later, mean of three browser runs; 100,000 rows: polls of
+# up to 8 s, and the finished page's first render waited 10 s). So a sheet this big is compared in a worker process
+# of the cpu pool, after the checks. Smaller ones stay on a thread: their comparison is over in a few tenths.
+COMPARE_IN_PROCESS_RECORDS = 5_000
 
 
 def prefetch_duplicates(services: Services, job_id: str, records: Sequence[dict], threshold: float = DEFAULT_THRESHOLD,
