@@ -13,6 +13,7 @@ from streamlit_app.validation.sample_data import sample_sheet
 
 PAGE = "validation"
 SHEET_WAIT_S = 1.5  # an upload's read is awaited this long in the script before a fragment polls it (most take 0.1 s)
+START_WAIT_S = 1.0  # a run's start is awaited this long before a fragment polls it (10,000 rows take ~0.3 s)
 NOT_MAPPED = "(not in this sheet)"
 SAMPLE_NAME = "sample-book-requests.csv"
 ROLE_LABELS = {
@@ -192,13 +193,31 @@ widgets.performance_settings_panel("cpu", key="validation_perf")
 start = st.button(f"Validate {len(sheet_df):,} records" if sheet_df is not None else "Validate records",
                   type="primary", disabled=sheet_df is None, key="validation_start", icon=":material/play_arrow:")
 if (start or start_now) and sheet_df is not None:
+    options = {"default_region": region, "phone_details": phone_details, "source": source["name"],
+               "mapping": mapping, "columns": [str(c) for c in sheet_df.columns]}
+    state["validation_starting"] = {"total": len(sheet_df), "future": door.start_validation_in_background(
+        who, sheet_df, mapping, options, threshold, against_history)}
+
+
+@st.fragment(run_every="0.5s")
+def start_progress() -> None:
+    """Polls a big sheet's start (records prepared and stored); the page reruns once the run has begun."""
+    starting = state.get("validation_starting")
+    if starting is None or starting["future"].done():
+        st.rerun(scope="app")
+    st.info(f"Storing {starting['total']:,} records and starting the run…", icon=":material/hourglass_top:")
+
+
+starting = state.get("validation_starting")
+if starting is not None:
+    if not starting["future"].done():  # most sheets start within the wait: no poll, no extra rerun
+        futures.wait([starting["future"]], timeout=START_WAIT_S)
+    if not starting["future"].done():
+        start_progress()
+        st.stop()
+    state.pop("validation_starting", None)
     try:
-        records = batch.prepare_records(sheet_df, mapping)
-        options = {"default_region": region, "phone_details": phone_details, "source": source["name"],
-                   "mapping": mapping, "columns": [str(c) for c in sheet_df.columns]}
-        started_id = door.start_validation(who, records, options)
-        widgets.remember_job(PAGE, started_id)
-        door.prefetch_duplicates(who, started_id, records, threshold, against_history)  # needs only the records
+        widgets.remember_job(PAGE, starting["future"].result())
     except (ValueError, KeyError) as exc:
         st.error(f"Cannot start: {widgets.md_escape(exc)}")
 

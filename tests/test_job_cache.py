@@ -212,3 +212,27 @@ def _sheet(rows: int):
 
     sheet = sample_sheet(n=rows, seed=rows)
     return sheet, guess_columns(sheet)
+
+
+# ---------------------------------------------------------------- a run started off the page's thread
+def test_a_run_started_in_the_background_belongs_to_the_caller_and_its_duplicates_are_compared(door):
+    from streamlit_app.identity import Identity
+
+    ana = Identity("anon:" + "f" * 32, "ana", is_admin=False, mode="anonymous")
+    sheet, mapping = _sheet(60)
+    future = door.start_validation_in_background(ana, sheet, mapping, {"source": "people.csv"}, 90.0, False)
+    job_id = future.result(60)
+    assert door.owns(ana, job_id)
+    assert door.services.queue.wait(job_id, timeout=120)["status"] == "completed"
+    assert len(door.validation_results(ana, job_id)) == 60
+    assert wait_until(lambda: door.duplicates_ready(ana, job_id, 90.0, False))  # started with the run
+
+
+def test_a_sheet_with_nothing_to_check_fails_its_start_with_the_reason(door):
+    from streamlit_app.identity import Identity
+
+    ana = Identity("anon:" + "f" * 32, "ana", is_admin=False, mode="anonymous")
+    sheet, mapping = _sheet(20)
+    future = door.start_validation_in_background(ana, sheet.iloc[0:0], mapping, {"source": "empty.csv"}, 90.0, False)
+    with pytest.raises(ValueError, match="no records"):
+        future.result(60)
