@@ -273,17 +273,15 @@ chart_slots = [column.empty() for column in st.columns([3, 2])]
 
 
 def draw_charts() -> None:
-    verdicts = memo("verdict_counts", finished, lambda: charts.verdict_counts(results))
+    verdicts = memo("verdict_chart", finished, lambda: charts.verdict_chart(charts.verdict_counts(results)))
     with chart_slots[0].container():
         st.caption("Records and fields by verdict")
-        st.bar_chart(verdicts, horizontal=True, stack=True, color=charts.verdict_colours(verdicts), sort=False,
-                     x_label="", y_label="records", height=240)
-    problems = memo("problem_counts", finished, lambda: charts.problem_counts(results))
-    if not problems.empty:
+        st.vega_lite_chart(*verdicts, width="stretch")
+    problems = memo("problem_chart", finished, lambda: charts.problem_chart(charts.problem_counts(results)))
+    if not problems[0].empty:
         with chart_slots[1].container():
             st.caption("Most common problems")
-            st.bar_chart(problems, x="problem", y="records", horizontal=True, sort="-records", color="#c62828",
-                         x_label="", y_label="records", height=max(160, 30 + 26 * len(problems)))
+            st.vega_lite_chart(*problems, width="stretch")
 
 
 widgets.result_table(results, "spindle-validation",

@@ -307,6 +307,16 @@ def test_summary_and_problem_charts_count_the_results(services, sample_run):
     assert all(name.split(":")[0] in ("Phone", "E-mail", "Address") for name in problems["problem"])
     assert charts.verdict_counts(results.iloc[0:0]).empty
 
+    data, spec = charts.verdict_chart(verdicts)  # what the page draws, built once per run
+    assert spec["encoding"]["color"]["scale"]["domain"] == [str(v) for v in verdicts.columns]
+    assert spec["encoding"]["color"]["scale"]["range"] == charts.verdict_colours(verdicts)
+    assert spec["encoding"]["y"]["sort"] == ["Record", "Phone", "E-mail", "Address"]
+    for field, counts in verdicts.iterrows():  # every bar adds up to the field's records, nothing invented
+        assert data[data["field"] == field].set_index("verdict")["records"].to_dict() == \
+            {str(v): int(n) for v, n in counts.items() if n > 0}
+    shown, problem_spec = charts.problem_chart(problems)
+    assert shown.equals(problems) and problem_spec["encoding"]["y"]["sort"] == "-x"
+
 
 def test_a_big_sheet_is_compared_in_a_worker_process_with_the_same_pairs(services, monkeypatch):
     """Past COMPARE_IN_PROCESS_RECORDS the comparison leaves the server process (it held up every progress poll
