@@ -1,6 +1,5 @@
 """The Validation page: a sheet of people in, checked phones, e-mails and addresses, duplicates and a cleaned file out."""
 import time
-from concurrent import futures
 
 import streamlit as st
 
@@ -12,8 +11,8 @@ from streamlit_app.validation.records import ROLES, SheetError, guess_columns
 from streamlit_app.validation.sample_data import sample_sheet
 
 PAGE = "validation"
-SHEET_WAIT_S = 1.5  # an upload's read is awaited this long in the script before a fragment polls it (most take 0.1 s)
-START_WAIT_S = 1.0  # a run's start is awaited this long before a fragment polls it (10,000 rows take ~0.3 s)
+SHEET_WAIT_S = 1.5  # an upload's read is awaited this long in the run before a fragment polls it (most take 0.1 s)
+START_WAIT_S = 1.0  # a run's start is awaited this long before a fragment polls it (10,000 rows take ~0.5 s)
 NOT_MAPPED = "(not in this sheet)"
 SAMPLE_NAME = "sample-book-requests.csv"
 ROLE_LABELS = {
@@ -63,10 +62,10 @@ def read_uploaded_sheet(upload) -> str | None:
         future = door.start_sheet_read(who, upload.getvalue(), upload.name, wanted)
         reading = state["validation_sheet_reading"] = {"key": key, "future": future, "started": time.monotonic(),
                                                        "name": upload.name}
-    if not reading["future"].done():  # a short wait here saves a fragment poll and a rerun for most sheets
-        futures.wait([reading["future"]], timeout=SHEET_WAIT_S)
-    if not reading["future"].done():
-        sheet_reading_progress()
+    if not widgets.await_briefly(reading["future"], SHEET_WAIT_S, lambda: (
+            f"Reading {widgets.md_escape(reading['name'])} in a worker process… "
+            f"{time.monotonic() - reading['started']:.0f} s. Rows, columns and cells are checked as they are read; "
+            "a sheet past a limit stops with a message naming it.")):
         return None
     state.pop("validation_sheet_reading", None)
     try:
@@ -90,18 +89,6 @@ def sheet_choice(upload, read) -> str | None:
     return st.selectbox("Sheet", read.sheets, index=read.sheets.index(read.sheet),
                         key=f"validation_sheet_{upload.file_id}",
                         help="This workbook has several sheets: pick the one with the people.")
-
-
-@st.fragment(run_every="0.25s")
-def sheet_reading_progress() -> None:
-    """Polls the sheet-reading job; the page stays usable meanwhile and reruns once the job ends."""
-    reading = state.get("validation_sheet_reading")
-    if reading is None or reading["future"].done():
-        st.rerun(scope="app")
-    seconds = time.monotonic() - reading["started"]
-    st.info(f"Reading {widgets.md_escape(reading['name'])} in a worker process… {seconds:.0f} s. Rows, columns "
-            "and cells are checked as they are read; a sheet past a limit stops with a message naming it.",
-            icon=":material/hourglass_top:")
 
 
 uploaded = st.file_uploader("Drop a CSV or Excel file", type=["csv", "tsv", "txt", "xlsx", "xlsm", "xls"],
@@ -198,22 +185,10 @@ if (start or start_now) and sheet_df is not None:
     state["validation_starting"] = {"total": len(sheet_df), "future": door.start_validation_in_background(
         who, sheet_df, mapping, options, threshold, against_history)}
 
-
-@st.fragment(run_every="0.5s")
-def start_progress() -> None:
-    """Polls a big sheet's start (records prepared and stored); the page reruns once the run has begun."""
-    starting = state.get("validation_starting")
-    if starting is None or starting["future"].done():
-        st.rerun(scope="app")
-    st.info(f"Storing {starting['total']:,} records and starting the run…", icon=":material/hourglass_top:")
-
-
 starting = state.get("validation_starting")
 if starting is not None:
-    if not starting["future"].done():  # most sheets start within the wait: no poll, no extra rerun
-        futures.wait([starting["future"]], timeout=START_WAIT_S)
-    if not starting["future"].done():
-        start_progress()
+    if not widgets.await_briefly(starting["future"], START_WAIT_S, every_s=0.5, waiting_text=lambda: (
+            f"Storing {starting['total']:,} records and starting the run…")):
         st.stop()
     state.pop("validation_starting", None)
     try:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import sys
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
+from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -330,6 +331,26 @@ def freeze_what_imports_made() -> None:
         if len(sys.modules) > _modules_when_frozen:
             _modules_when_frozen = len(sys.modules)
             gc.freeze()
+
+
+def await_briefly(future: futures.Future, wait_s: float, waiting_text: Callable[[], str],
+                  every_s: float = 0.25) -> bool:
+    """Whether `future` is done, after waiting up to `wait_s` in this run: most work ends within it, and then no
+    poll and no extra rerun are needed. If not, a fragment shows `waiting_text()` every `every_s` seconds and
+    reruns the page once the future is done; the page stays usable meanwhile."""
+    if not future.done():
+        futures.wait([future], timeout=wait_s)
+    if future.done():
+        return True
+
+    @st.fragment(run_every=every_s)
+    def poll() -> None:
+        if future.done():
+            st.rerun(scope="app")
+        st.info(waiting_text(), icon=":material/hourglass_top:")
+
+    poll()
+    return False
 
 
 def job_progress(job_id: str, live: Callable[[dict], None] | None = None) -> dict | None:
