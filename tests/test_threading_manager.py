@@ -810,3 +810,40 @@ def test_debug_threading_and_performance_logging_say_what_the_engine_did(make_ma
     assert any("I/O-bound" in m for m in messages)  # the backend choice
     assert any("pool default: concurrency" in m for m in messages)  # a concurrency change
     assert any("completed: 300 items" in m for m in messages)  # the finished job
+
+
+class _Payload:
+    """An item or result the test can watch go (a weak reference dies with the last strong one)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+
+def _wrap(payload: _Payload) -> _Payload:
+    return _Payload(payload.number * 2)
+
+
+def test_a_finished_job_kept_for_the_history_holds_neither_its_items_nor_results_it_delivered(manager):
+    """A durable job's chunks go to on_chunk (the store): the finished job the manager keeps for its history
+    must not hold a big batch alive (memory, and every full garbage collection would walk it)."""
+    import gc
+    import weakref
+
+    items = [_Payload(i) for i in range(40)]
+    watched_items = [weakref.ref(p) for p in items]
+    delivered: list[weakref.ref] = []
+    job = manager.map(_wrap, items, backend="thread", chunk_size=7, keep_results=False,
+                      on_chunk=lambda _job, chunk: delivered.extend(weakref.ref(value) for _, value, _, _ in chunk))
+    assert job.result(30) == [None] * 40  # each result went to on_chunk
+    job_id = job.id
+    del items, job
+    gc.collect()
+    assert manager.job(job_id) is not None  # still in the manager's recent jobs
+    assert len(delivered) == 40 and all(ref() is None for ref in delivered)
+    assert all(ref() is None for ref in watched_items)
+
+
+def test_a_job_that_keeps_results_gives_them_back_after_it_finished(manager):
+    job = manager.map(_wrap, [_Payload(i) for i in range(10)], backend="thread", chunk_size=3)
+    assert job.wait(30)
+    assert [p.number for p in manager.job(job.id).result()] == [i * 2 for i in range(10)]

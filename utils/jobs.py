@@ -18,6 +18,7 @@ from typing import Any, Literal
 from utils.item_errors import ItemError
 
 _MISSING: Any = object()
+_DELIVERED: Any = object()  # a successful result handed to on_chunk and not kept (Job.keep_results=False)
 SYSTEM_OWNER = "system"  # owner of work started without one (scripts, the app itself): shares like a user
 
 Requested = Literal["auto", "thread", "process", "sequential"]  # what the caller asked for
@@ -87,6 +88,9 @@ class Job:
     on_chunk: Callable[[Job, Delivered], None] | None = None
     job_id: InitVar[str | None] = None
     on_done: Callable[[list[Any]], None] | None = None  # called once with the results when it finishes
+    # False: each successful result goes to on_chunk only (the durable queue stores it) and is not kept here, so a
+    # finished job in the manager's recent list does not hold a 100,000-item batch's results alive.
+    keep_results: bool = True
     wake: Callable[[], None] | None = None  # wakes the dispatcher (set by the manager)
 
     id: str = field(init=False)
@@ -146,8 +150,9 @@ class Job:
         if self._source_done:
             return []
         chunk = list(itertools.islice(self._source, size))
-        if len(chunk) < size:
+        if len(chunk) < size or (self.total is not None and self.seen + len(chunk) >= self.total):
             self._source_done = True
+            self._source = iter(())  # let go of the caller's items: a finished job is kept for a while
         self.seen += len(chunk)
         if self.total is None:
             self.results.extend([_MISSING] * len(chunk))
@@ -192,16 +197,17 @@ class Job:
             self.done += 1
             if failed:
                 self.failed += 1
-        self.results[index] = value
+        self.results[index] = value if failed or self.keep_results else _DELIVERED
 
     def store_ok(self, pairs: list[tuple[int, Any]], values: list[Any]) -> None:
         """Store a chunk's successful results at once (the fast path of `store`)."""
         results = self.results
+        keep = self.keep_results
         fresh = 0
         for (index, _), value in zip(pairs, values):
             if results[index] is _MISSING:
                 fresh += 1
-            results[index] = value
+            results[index] = value if keep else _DELIVERED
         self.done += fresh
 
     def is_finished_locked(self) -> bool:
@@ -249,7 +255,9 @@ class Job:
         return self._done_event.is_set()
 
     def result(self, timeout: float | None = None) -> list[Any]:
-        """Results in input order; failed or cancelled items hold an ItemError."""
+        """Results in input order; failed or cancelled items hold an ItemError. With keep_results=False, a
+        successful item holds None (its result went to on_chunk)."""
         if not self._done_event.wait(timeout):
             raise TimeoutError(f"job {self.name} ({self.id}) still running after {timeout}s")
-        return [r if r is not _MISSING else ItemError(i, "Cancelled", "not run", 0) for i, r in enumerate(self.results)]
+        return [None if r is _DELIVERED else r if r is not _MISSING else ItemError(i, "Cancelled", "not run", 0)
+                for i, r in enumerate(self.results)]

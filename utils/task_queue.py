@@ -414,6 +414,7 @@ class AsyncTaskQueue:
         self._finish_listeners: dict[str, Callable[[str], None]] = {}  # name → told of each job finished here
         map_params = inspect.signature(manager.map).parameters
         self._map_takes_on_done = "on_done" in map_params
+        self._map_keeps_results = "keep_results" in map_params
         self._backend_param = "backend" if "backend" in map_params else "kind"  # the engine's newer name first
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="spindle-lease-heartbeat", daemon=True)
         self._heartbeat.start()
@@ -658,6 +659,8 @@ class AsyncTaskQueue:
         this_run = live
         self._live[job_id] = live  # before the job starts: it may finish (and call done) at once
         extra: dict[str, Any] = {"on_done": done} if self._map_takes_on_done else {}
+        if self._map_keeps_results:
+            extra["keep_results"] = False  # persist() stores every result: the finished job need not hold them
         extra[self._backend_param] = execution.get("kind") or "auto"
         try:
             live.job = self.manager.map(fn, items, owner=record["owner"], name=f"{record['kind']}",

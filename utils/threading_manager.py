@@ -181,7 +181,7 @@ class ThreadingManager:
             on_progress: Callable[[int, int | None], None] | None = None,
             on_chunk: Callable[[Job, Delivered], None] | None = None,
             on_done: Callable[[list[Any]], None] | None = None, job_id: str | None = None,
-            kind: str | None = None) -> Job:
+            kind: str | None = None, keep_results: bool = True) -> Job:
         """Start mapping `fn` over `items` and return at once; the Job reports progress and results.
 
         backend: "auto" (probe, then threads or processes), "thread", "process" or "sequential";
@@ -189,6 +189,8 @@ class ThreadingManager:
         MAX_TOTAL_WORKERS on threads (a process pool runs at most its own worker count).
         owner: whose share it counts against (default "system").
         on_done: called once with the results when every item is stored or failed.
+        keep_results=False: a caller that takes each chunk's results from on_chunk (and stores them) does not get
+        them again from the job, which then holds no successful result (see Job.keep_results).
         """
         requested = kind if kind is not None else backend
         if requested not in REQUESTS:
@@ -214,7 +216,7 @@ class ThreadingManager:
                   max_workers=1 if requested == "sequential" else max_workers, retries=retries,
                   timeout=timeout if timeout is not None else self._pools[pool_name].timeout,
                   on_progress=on_progress, on_chunk=on_chunk, on_done=on_done, job_id=job_id,
-                  wake=self._wake_dispatcher)
+                  keep_results=keep_results, wake=self._wake_dispatcher)
         if reason:
             job.backend_reason = reason
         if requested == "thread" and (chunk_size or self._pools[pool_name].chunk_size):

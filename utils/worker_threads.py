@@ -119,6 +119,7 @@ class WorkerThreads:
                 except Exception:  # noqa: BLE001 - work items report their own errors
                     log.exception("unhandled error in %s", me.name)
                 times[1] += clock() - started
+                del work  # an idle worker holds nothing of its last chunk (CPython's thread pool does the same)
                 with self._lock:
                     if me in self._to_retire:
                         return
