@@ -13,6 +13,7 @@ from streamlit_app.validation.sample_data import sample_sheet
 PAGE = "validation"
 SHEET_WAIT_S = 1.5  # an upload's read is awaited this long in the run before a fragment polls it (most take 0.1 s)
 START_WAIT_S = 1.0  # a run's start is awaited this long before a fragment polls it (10,000 rows take ~0.5 s)
+TABLES_WAIT_S = 0.1  # a finished run's tables and duplicates are awaited this long before a fragment polls them
 NOT_MAPPED = "(not in this sheet)"
 SAMPLE_NAME = "sample-book-requests.csv"
 ROLE_LABELS = {
@@ -221,7 +222,7 @@ def counts_and_rows_so_far(shown: dict) -> None:
     cells[3].metric("Waiting", f"{counts['pending']:,}")
     if shown["status"] not in ("pending", "running"):
         return
-    so_far = door.validation_results(who, job_id)
+    so_far = door.validation_rows_so_far(who, job_id)
     finished = int((so_far["status"] != "pending").sum()) if len(so_far) else 0
     if finished:
         st.dataframe(so_far, width="stretch", hide_index=True)
@@ -238,6 +239,9 @@ if running or status is None:
     st.stop()
 
 finished = (job_id, status["status"], status.get("finished_at"))
+if not widgets.await_briefly(door.validation_tables_ready(who, job_id), TABLES_WAIT_S, waiting_text=lambda: (
+        f"Preparing the table, problems and downloads of {info.get('total', 0):,} records…")):
+    st.stop()  # built as the job ended, so usually at once; 100,000 rows take a few seconds
 results = memo("results", finished, lambda: door.validation_results(who, job_id))
 if results.empty:
     st.info("This run has no records.")
@@ -266,17 +270,20 @@ widgets.result_table(results, "spindle-validation",
 st.subheader("Possible duplicates")
 cache_key = (job_id, float(threshold), bool(against_history), door.history_version(who))
 if state.get("validation_dups_key") != cache_key:
-    try:
-        if door.duplicates_ready(who, job_id, threshold, against_history):  # compared while the records were checked
-            state["validation_dups"] = door.duplicates(who, job_id, threshold, against_history)
-        else:
-            with st.status(f"Comparing {info.get('total', 0):,} records for duplicates…", expanded=False) as step:
-                state["validation_dups"] = door.duplicates(who, job_id, threshold, against_history)
-                step.update(label="Duplicates compared", state="complete")
+    comparing = state.get("validation_dups_comparing")
+    if comparing is None or comparing[0] != cache_key:  # compared while the records were checked, if it matches
+        comparing = state["validation_dups_comparing"] = (
+            cache_key, door.compare_duplicates(who, job_id, threshold, against_history))
+    state["validation_dups"] = None
+    if widgets.await_briefly(comparing[1], TABLES_WAIT_S, waiting_text=lambda: (
+            f"Comparing {info.get('total', 0):,} records for duplicates…")):
+        state.pop("validation_dups_comparing", None)
         state["validation_dups_key"] = cache_key
-    except Exception as exc:  # noqa: BLE001 - shown, not raised
-        st.error(f"The duplicate check failed: {widgets.md_escape(type(exc).__name__)}: {widgets.md_escape(exc)}")
-        state["validation_dups"] = None
+        try:
+            state["validation_dups"] = comparing[1].result()
+        except Exception as exc:  # noqa: BLE001 - shown, not raised
+            st.error(f"The duplicate check failed: {widgets.md_escape(type(exc).__name__)}: "
+                     f"{widgets.md_escape(exc)}")
 pairs = state.get("validation_dups")
 accepted = door.merges(who, job_id)
 if pairs is not None and pairs.empty:

@@ -70,6 +70,27 @@ class JobCache:
         mine.set_result(value)
         return value
 
+    def built(self, key: tuple, version: Hashable) -> Any:
+        """The value built for this version, or None (nothing is built, nothing waited for)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry.value if entry is not None and entry.version == version else None
+
+    def get_async(self, key: tuple, version: Hashable, build: Callable[[], T],
+                  start: Callable[[Callable[[], T]], Future]) -> Future:
+        """The value as a Future, for a page that must not wait in its script: done at once when it is built,
+        the build under way when there is one, else a build started with `start` (e.g. a manager task)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.version == version:
+                ready: Future = Future()
+                ready.set_result(entry.value)
+                return ready
+            underway = self._building.get((key, version))
+        if underway is not None:
+            return underway
+        return start(lambda: self.get(key, version, build))
+
     def peek(self, key: tuple) -> Any:
         """The value kept under key (any version), or None; does not build one."""
         with self._lock:
@@ -116,12 +137,3 @@ def store_key(store: Any) -> str:
         if key is None:
             key = _store_keys[store] = uuid.uuid4().hex
         return key
-
-
-def job_rows(store: Any, job_id: str, version: Hashable | None = None) -> list[dict]:
-    """Every item row of the job (input, status, result), read from the store once per job version.
-
-    The tables of a page (results, counts, problems, duplicates) all start from these rows, so a render
-    reads them once. Treat them as read-only: they are shared.
-    """
-    return cached(store, job_id, "item_rows", lambda: store.item_rows(job_id), version)

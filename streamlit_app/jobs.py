@@ -137,9 +137,7 @@ class JobDoor:
             return
         kind = record.get("kind")
         if kind == batch.KIND:
-            batch.results_frame(self.services, job_id)
-            batch.running_counts(self.services, job_id)
-            batch.problems_frame(self.services, job_id)
+            batch.results_frame(self.services, job_id)  # with its counts and problems: one read of the rows
         elif kind in file_jobs.FILE_KINDS:
             file_jobs.results_frame(self.services, job_id)
             file_jobs.result_details(self.services, job_id)
@@ -321,19 +319,25 @@ class JobDoor:
         self._owned(who, job_id)
         return _masked(batch.results_frame(self.services, job_id), "problems")
 
+    def validation_rows_so_far(self, who: Identity, job_id: str) -> pd.DataFrame:
+        """The live table of a run the page saw running (see batch.rows_so_far)."""
+        self._owned(who, job_id)
+        return _masked(batch.rows_so_far(self.services, job_id), "problems")
+
     def validation_problems(self, who: Identity, job_id: str) -> pd.DataFrame:
         self._owned(who, job_id)
         return _masked(batch.problems_frame(self.services, job_id), "problem")
 
-    def duplicates(self, who: Identity, job_id: str, threshold: float, against_history: bool) -> pd.DataFrame:
-        """Likely duplicates within the job and against the caller's own history (or the team's, if shared)."""
+    def compare_duplicates(self, who: Identity, job_id: str, threshold: float, against_history: bool) -> Future:
+        """Likely duplicates within the job and against the caller's own history (or the team's, if shared), as a
+        Future: the page shows a waiting line instead of blocking its script while a big sheet is compared."""
         self._owned(who, job_id)
-        return batch.duplicates_for(self.services, job_id, threshold, against_history, owner=who.owner_id)
+        return batch.duplicates_future(self.services, job_id, threshold, against_history, owner=who.owner_id)
 
-    def duplicates_ready(self, who: Identity, job_id: str, threshold: float, against_history: bool) -> bool:
-        """Whether `duplicates` answers at once: the comparison started with the job is done."""
+    def validation_tables_ready(self, who: Identity, job_id: str) -> Future:
+        """Done once the caller's finished run has its results, counts and problems built (see batch)."""
         self._owned(who, job_id)
-        return batch.duplicates_ready(self.services, job_id, threshold, against_history, owner=who.owner_id)
+        return batch.finished_tables_ready(self.services, job_id, who.owner_id)
 
     def prefetch_duplicates(self, who: Identity, job_id: str, records: Sequence[dict], threshold: float,
                             against_history: bool) -> None:

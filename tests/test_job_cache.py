@@ -7,9 +7,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from streamlit_app import job_cache
+from streamlit_app.jobs import JobNotFound
 from streamlit_app.validation import batch
 from tests.waiting import wait_until
 from utils.store.sqlite_store import SQLiteStore
@@ -39,6 +41,17 @@ def finish(store, job_id: str, indexes, verdict=lambda i: "valid" if i % 3 else 
     store.save_results(job_id, rows)
 
 
+def counts_from_every_row(store, job_id: str) -> dict[str, int]:
+    """The counts the page should show, from one read of every item row."""
+    counts = {"valid": 0, "invalid": 0, "failed": 0, "pending": 0}
+    for row in store.item_rows(job_id):
+        if row["status"] == "completed":
+            counts["valid" if row["result"]["status"] == "valid" else "invalid"] += 1
+        else:
+            counts["failed" if row["status"] in ("failed", "cancelled") else "pending"] += 1
+    return counts
+
+
 def test_running_counts_follow_chunks_finishing_out_of_order(store):
     services = SimpleNamespace(store=store)
     make_job(store, "j1", 300)
@@ -47,10 +60,10 @@ def test_running_counts_follow_chunks_finishing_out_of_order(store):
     random.Random(4).shuffle(chunks[2:6])  # a few chunks overtake each other, as parallel workers do
     for chunk in chunks:
         finish(store, "j1", chunk)
-        assert batch.running_counts(services, "j1") == batch._final_counts(store, "j1")
+        assert batch.running_counts(services, "j1") == counts_from_every_row(store, "j1")
     store.update_job("j1", status="completed", done=300, failed=sum(1 for i in range(300) if i % 11 == 5))
     final = batch.running_counts(services, "j1")
-    assert final == batch._final_counts(store, "j1")
+    assert final == counts_from_every_row(store, "j1")
     assert final["pending"] == 0 and final["valid"] + final["invalid"] + final["failed"] == 300
 
 
@@ -65,6 +78,29 @@ def test_a_finished_jobs_table_is_built_once_and_a_new_version_rebuilds_it(store
     first = batch.results_frame(services, "j2")
     assert (first["status"] != "pending").all()  # the chunks that finished since are in
     assert batch.results_frame(services, "j2") is first  # a rerun reuses the finished table
+
+
+def test_a_finished_runs_tables_hold_no_parsed_rows_for_the_garbage_collector_to_walk(store):
+    """A finished run's page keeps its tables, not its rows: parsed rows are several dicts and lists each, and at
+    100,000 rows every full collection walked them all (about 2 s inside a visitor's rerun)."""
+    import gc
+
+    services = SimpleNamespace(store=store)
+    make_job(store, "j5", 3_000)
+    finish(store, "j5", range(3_000))
+    store.update_job("j5", status="completed", done=3_000, failed=sum(1 for i in range(3_000) if i % 11 == 5),
+                     finished_at=5.0)
+    gc.collect()
+    before = len(gc.get_objects())
+    results = batch.results_frame(services, "j5")
+    counts = batch.running_counts(services, "j5")
+    problems = batch.problems_frame(services, "j5")
+    records = batch.records_frame(services, "j5")
+    gc.collect()
+    assert len(gc.get_objects()) - before < 1_000  # parsed rows kept would be some 12,000 tracked objects
+    assert len(results) == len(records) == 3_000 and counts == counts_from_every_row(store, "j5")
+    assert set(problems["row"]) == {i + 2 for i in range(3_000) if i % 11 == 5}  # the failed records
+    assert batch.results_frame(services, "j5") is results  # and a rerun still reuses the table
 
 
 def test_the_cache_keeps_only_recent_entries():
@@ -105,7 +141,7 @@ def test_a_running_jobs_table_streams_the_newest_rows_and_a_poll_reads_only_the_
     assert second[second["status"] != "pending"]["row"].iloc[-1] == 1_601
     counts = batch.running_counts(services, "j3")  # the same job version: nothing is read again
     assert sum(n for _, n in reads) <= batch.STREAM_ROWS + batch.STREAM_PENDING
-    assert counts == batch._final_counts(store, "j3")
+    assert counts == counts_from_every_row(store, "j3")
 
     finish(store, "j3", range(1_600, 2_000))  # the last chunks, then the job ends
     store.update_job("j3", status="completed", done=2_000, failed=0, finished_at=2.0)
@@ -177,8 +213,10 @@ def door(tmp_path):
     services.close()
 
 
-def _cached(door, job_id: str, name: str):
-    return job_cache.CACHE.peek((job_cache.store_key(door.services.store), job_id, name))
+def _cached_results(door, job_id: str):
+    """The finished run's results table if the job cache holds it (built by the preparation or a page)."""
+    tables = job_cache.CACHE.peek((job_cache.store_key(door.services.store), job_id, "finished_tables"))
+    return None if tables is None else tables.results
 
 
 def test_a_finished_validation_table_is_built_before_a_watching_page_asks(door):
@@ -189,8 +227,8 @@ def test_a_finished_validation_table_is_built_before_a_watching_page_asks(door):
     records = batch.prepare_records(*_sheet(40))
     job_id = door.start_validation(ana, records, {"source": "people.csv"})
     assert door.services.queue.wait(job_id, timeout=120)["status"] == "completed"
-    assert wait_until(lambda: _cached(door, job_id, "results") is not None)
-    table = _cached(door, job_id, "results")
+    assert wait_until(lambda: _cached_results(door, job_id) is not None)
+    table = _cached_results(door, job_id)
     assert len(table) == 40 and (table["status"] != "pending").all()
     assert door.validation_results(ana, job_id)["row"].tolist() == table["row"].tolist()  # the page gets it
 
@@ -203,7 +241,7 @@ def test_no_table_is_built_for_a_visitor_with_no_tab_open(door):
     job_id = door.start_validation(gone, records, {"source": "people.csv"})
     assert door.services.queue.wait(job_id, timeout=120)["status"] == "completed"
     time.sleep(1.0)  # the preparation would have run by now
-    assert _cached(door, job_id, "results") is None
+    assert _cached_results(door, job_id) is None
 
 
 def _sheet(rows: int):
@@ -225,7 +263,31 @@ def test_a_run_started_in_the_background_belongs_to_the_caller_and_its_duplicate
     assert door.owns(ana, job_id)
     assert door.services.queue.wait(job_id, timeout=120)["status"] == "completed"
     assert len(door.validation_results(ana, job_id)) == 60
-    assert wait_until(lambda: door.duplicates_ready(ana, job_id, 90.0, False))  # started with the run
+    pairs = door.compare_duplicates(ana, job_id, 90.0, False).result(60)
+    assert list(pairs.columns[:3]) == ["left_row", "right_row", "source"]
+    compared = [run for run in door.services.manager.jobs(owner=ana.owner_id) if run.name == "validation duplicates"]
+    assert len(compared) == 1  # the comparison started with the run was the one used: none started for the page
+
+
+def test_a_finished_run_opened_later_gets_its_tables_built_off_the_page_and_its_duplicates_compared(door):
+    """No tab was open when the run ended, so nothing was prepared: the page waits on Futures, never in its
+    script, for the tables and for the duplicates (100,000 rows take seconds)."""
+    from streamlit_app.identity import Identity
+
+    bo = Identity("anon:" + "e" * 32, "bo", is_admin=False, mode="anonymous")
+    job_id = door.start_validation(bo, batch.prepare_records(*_sheet(30)), {"source": "people.csv"})
+    assert door.services.queue.wait(job_id, timeout=120)["status"] == "completed"
+    assert _cached_results(door, job_id) is None  # nobody was watching
+    counts = door.validation_counts(bo, job_id)  # answered from the tally, without building the tables
+    assert counts["valid"] + counts["invalid"] + counts["failed"] == 30 and counts["pending"] == 0
+    ready = door.validation_tables_ready(bo, job_id)
+    assert ready.result(60) is not None and _cached_results(door, job_id) is not None
+    assert door.validation_tables_ready(bo, job_id).done()  # built once: later renders find it at once
+    assert door.validation_counts(bo, job_id) == counts
+    pairs = door.compare_duplicates(bo, job_id, 90.0, False).result(60)
+    assert "score" in pairs.columns
+    with pytest.raises(JobNotFound):  # someone else's run: not even a Future of it
+        door.validation_tables_ready(Identity("anon:" + "a" * 32, "eve", is_admin=False, mode="anonymous"), job_id)
 
 
 def test_a_sheet_with_nothing_to_check_fails_its_start_with_the_reason(door):
@@ -236,3 +298,18 @@ def test_a_sheet_with_nothing_to_check_fails_its_start_with_the_reason(door):
     future = door.start_validation_in_background(ana, sheet.iloc[0:0], mapping, {"source": "empty.csv"}, 90.0, False)
     with pytest.raises(ValueError, match="no records"):
         future.result(60)
+
+
+def test_a_finished_run_read_a_page_at_a_time_gives_the_same_tables_as_one_read(store, monkeypatch):
+    services = SimpleNamespace(store=store)
+    make_job(store, "j6", 100)
+    finish(store, "j6", range(100))
+    store.update_job("j6", status="completed", done=100, failed=sum(1 for i in range(100) if i % 11 == 5),
+                     finished_at=6.0)
+    whole = batch._build_finished_tables(services, "j6")
+    monkeypatch.setattr(batch, "ROWS_PAGE", 7)  # pages that end mid-way, and a last short page
+    paged = batch._build_finished_tables(services, "j6")
+    pd.testing.assert_frame_equal(whole.results, paged.results)
+    pd.testing.assert_frame_equal(whole.problems, paged.problems)
+    pd.testing.assert_frame_equal(whole.records, paged.records)
+    assert whole.counts == paged.counts and whole.results["row"].tolist() == [i + 2 for i in range(100)]

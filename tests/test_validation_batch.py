@@ -322,7 +322,7 @@ def test_a_big_sheet_is_compared_in_a_worker_process_with_the_same_pairs(service
     """Past COMPARE_IN_PROCESS_RECORDS the comparison leaves the server process (it held up every progress poll
     there); the pairs are the ones a thread finds."""
     sheet = sample_sheet(n=120, seed=37)
-    records = batch.prepare_records(sheet, guess_columns(sheet))
+    records = batch._records_frame(batch.prepare_records(sheet, guess_columns(sheet)))
     in_thread = batch._compare_for_duplicates(services, "job-big", records, 90.0, False, "owner-big").result(120)
     monkeypatch.setattr(batch, "COMPARE_IN_PROCESS_RECORDS", 100)
     in_process = batch._compare_for_duplicates(services, "job-big", records, 90.0, False, "owner-big").result(120)

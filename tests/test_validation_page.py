@@ -49,14 +49,15 @@ def results_table(at: AppTest):
 
 
 def wait_for_results(at: AppTest, timeout: float = 120.0):
-    """Rerun (run_every never fires in AppTest) until the finished run's table shows."""
+    """Rerun (run_every never fires in AppTest) until the finished run's table shows, duplicates compared."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         at.run()
         assert not at.exception, at.exception
         table = results_table(at)
         streaming = any("so far" in caption.value for caption in at.caption)  # the live table of a running job
-        if table is not None and (table["status"] != "pending").all() and not streaming:
+        waiting = any(info.value.startswith(("Preparing", "Comparing")) for info in at.info)  # not built yet
+        if table is not None and (table["status"] != "pending").all() and not streaming and not waiting:
             return table
         time.sleep(0.3)
     raise AssertionError("the validation results did not show")

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -142,32 +142,112 @@ def running_counts(services: Services, job_id: str) -> dict[str, int]:
     Polled every second or so: a finished job's counts are read once; a running job's are kept by the job's
     _StreamedRows, which each poll extends with the rows finished since, not by reading every row again.
     """
-    from streamlit_app.job_cache import cached, record_version
+    from streamlit_app.job_cache import CACHE, record_version, store_key
 
     store = services.store
     record = store.get_job(job_id)
     if record is None:
         return {"valid": 0, "invalid": 0, "pending": 0, "failed": 0}
     version = record_version(record)
-    if version[0] == "running":  # the job record's counters: done counts failed and cancelled items too
-        done, failed = record.get("done") or 0, record.get("failed") or 0
-        valid, invalid = _streamed_rows(services, job_id).update(store, job_id, version) if done > failed \
-            else (0, 0)
-        return {"valid": valid, "invalid": invalid, "pending": max(0, record["total"] - done), "failed": failed}
+    tables = CACHE.built((store_key(store), job_id, FINISHED_TABLES), version) if _is_finished(version) else None
+    if tables is not None:
+        return dict(tables.counts)
+    # Running, or finished with its tables still being built (100,000 rows: seconds): the tally the polls kept,
+    # moved on by the verdicts finished since. The job record's counters: done counts failed and cancelled too.
+    done, failed = record.get("done") or 0, record.get("failed") or 0
+    valid, invalid = _streamed_rows(services, job_id).update(store, job_id, version) if done > failed else (0, 0)
+    return {"valid": valid, "invalid": invalid, "pending": max(0, record["total"] - done), "failed": failed}
 
-    return cached(store, job_id, "running_counts", lambda: _final_counts(store, job_id), version)
+
+@dataclass(frozen=True)
+class _FinishedTables:
+    """What the page shows of a finished run, built in one pass over its item rows; the rows are not kept.
+
+    Why not keep the rows: at 100,000 records they are some 450,000 parsed dicts and lists, held as long as the
+    job cache holds them, and every full garbage collection walked them all (about 2 s, inside whichever
+    visitor's rerun it fell). These tables hold the same text in column arrays the collector does not walk.
+    """
+
+    results: pd.DataFrame
+    counts: dict[str, int]
+    problems: pd.DataFrame
+    records: pd.DataFrame  # the role fields by sheet row (`_records_frame`): duplicates and side-by-side views
 
 
-def _final_counts(store: Any, job_id: str) -> dict[str, int]:
-    counts = store.item_counts(job_id)
-    out = {"valid": 0, "invalid": 0, "failed": counts.get("failed", 0) + counts.get("cancelled", 0),
-           "pending": counts.get("pending", 0)}
-    from streamlit_app.job_cache import job_rows
+FINISHED_TABLES = "finished_tables"  # their name in the job cache
 
-    for row in job_rows(store, job_id):
-        if row["status"] == "completed":
-            out["valid" if _verdict(row) == "valid" else "invalid"] += 1
-    return out
+
+def _finished_tables(services: Services, job_id: str, version: Any) -> _FinishedTables:
+    from streamlit_app.job_cache import cached
+
+    return cached(services.store, job_id, FINISHED_TABLES, lambda: _build_finished_tables(services, job_id), version)
+
+
+def finished_tables_ready(services: Services, job_id: str, owner: str) -> Future:
+    """Done once the finished run's results, counts and problems are built; a page waits for it without blocking.
+
+    Usually done at once: they are built as the job ends (jobs.JobDoor._prepare_finished_page). A run opened later,
+    or a very big one (100,000 rows: some 5 s), is built on a manager thread on the owner's share.
+    """
+    from streamlit_app.job_cache import CACHE, job_version, store_key
+
+    version = job_version(services.store, job_id)
+    if not _is_finished(version):
+        running: Future = Future()
+        running.set_result(None)  # nothing to wait for: a running job's table streams
+        return running
+    return CACHE.get_async((store_key(services.store), job_id, FINISHED_TABLES), version,
+                           lambda: _build_finished_tables(services, job_id),
+                           lambda build: services.manager.submit_task(build, task_name="prepare finished job",
+                                                                      pool="analytics", owner=owner))
+
+
+ROWS_PAGE = 5_000  # item rows parsed at a time while a finished run's tables are built
+
+
+def _pages_of_rows(store: Any, job_id: str) -> Iterator[list[dict]]:
+    """The job's item rows in order, a page at a time.
+
+    Why pages: each page's parsed dicts (and its table lines) are gone before the next page is read, so the job
+    never holds 100,000 parsed rows at once (some 450,000 dicts and lists for the garbage collector to walk)."""
+    offset = 0
+    while True:
+        page = store.item_rows(job_id, limit=ROWS_PAGE, offset=offset)
+        if page:
+            yield page
+        if len(page) < ROWS_PAGE:
+            return
+        offset += ROWS_PAGE
+
+
+def _build_finished_tables(services: Services, job_id: str) -> _FinishedTables:
+    info = job_info(services, job_id)
+    columns = _input_columns(info, []) or _input_columns(info, services.store.item_rows(job_id))  # old jobs: rows
+    renamed = _renamed(columns)
+    counts = {"valid": 0, "invalid": 0, "failed": 0, "pending": 0}
+    lines: list[pd.DataFrame] = []  # a frame per page: a page's line dicts go with it (see _pages_of_rows)
+    problems: list[pd.DataFrame] = []
+    records: list[pd.DataFrame] = []
+    for page in _pages_of_rows(services.store, job_id):
+        for row in page:
+            if row["status"] == "completed":
+                counts["valid" if _verdict(row) == "valid" else "invalid"] += 1
+            else:
+                counts["failed" if row["status"] in ("failed", "cancelled") else "pending"] += 1
+        lines.append(pd.DataFrame([_line(row, columns, renamed) for row in page]))
+        found = _problems_from_rows(page)
+        if len(found):
+            problems.append(found)
+        records.append(_records_frame([item.get("input") or {} for item in page]))
+    report = pd.concat(problems, ignore_index=True) if problems else _problems_from_rows([])
+    results = _frame(pd.concat(lines, ignore_index=True) if lines else pd.DataFrame(), columns)
+    return _FinishedTables(results=results, counts=counts,
+                           problems=report.sort_values("row", kind="stable", ignore_index=True),
+                           records=pd.concat(records) if records else _records_frame([]))
+
+
+def _is_finished(version: Any) -> bool:
+    return not (isinstance(version, tuple) and version and version[0] == "running")
 
 
 def _verdict(row: dict) -> str:
@@ -248,14 +328,25 @@ def results_frame(services: Services, job_id: str) -> pd.DataFrame:
     table streams: the newest finished rows (at most STREAM_ROWS) and the next rows waiting, status "pending";
     each poll reads only the verdicts finished since the last one, and the rows it shows.
     """
-    from streamlit_app.job_cache import cached, job_version
+    from streamlit_app.job_cache import job_version
 
     version = job_version(services.store, job_id)
-    if isinstance(version, tuple) and version[0] == "running":
-        return cached(services.store, job_id, "streamed_results", lambda: _streamed_frame(services, job_id, version),
-                      version)
+    if not _is_finished(version):
+        return rows_so_far(services, job_id, version)
+    return _finished_tables(services, job_id, version).results
 
-    return cached(services.store, job_id, "results", lambda: _results_frame(services, job_id), version)
+
+def rows_so_far(services: Services, job_id: str, version: Any = None) -> pd.DataFrame:
+    """The streamed table of a run the page saw running: the newest finished rows next to the next ones waiting.
+
+    Never waits for the finished tables: a poll that saw the run running may reach here just after it ended,
+    and at 100,000 rows those take seconds to build (the page asks for them once it has seen the end).
+    """
+    from streamlit_app.job_cache import cached, job_version
+
+    version = job_version(services.store, job_id) if version is None else version
+    return cached(services.store, job_id, "streamed_results", lambda: _streamed_frame(services, job_id, version),
+                  version)
 
 
 def _streamed_frame(services: Services, job_id: str, version: Any = None) -> pd.DataFrame:
@@ -265,16 +356,6 @@ def _streamed_frame(services: Services, job_id: str, version: Any = None) -> pd.
     waiting = [(row["idx"], _line(row, columns, renamed))
                for row in services.store.item_rows(job_id, status="pending", limit=STREAM_PENDING)]
     return _frame([line for _, line in sorted([*streamed.lines(), *waiting], key=lambda pair: pair[0])], columns)
-
-
-def _results_frame(services: Services, job_id: str) -> pd.DataFrame:
-    from streamlit_app.job_cache import job_rows
-
-    info = job_info(services, job_id)
-    rows = job_rows(services.store, job_id)
-    columns = _input_columns(info, rows)
-    renamed = _renamed(columns)
-    return _frame([_line(item, columns, renamed) for item in rows], columns)
 
 
 def _renamed(input_columns: list[str]) -> dict[str, str]:
@@ -299,10 +380,11 @@ def _line(item: Mapping[str, Any], input_columns: list[str], renamed: dict[str, 
     return line
 
 
-def _frame(lines: list[dict], input_columns: list[str]) -> pd.DataFrame:
+def _frame(lines: list[dict] | pd.DataFrame, input_columns: list[str]) -> pd.DataFrame:
+    """The results table from its lines (`_line`), or from a frame of them: columns in the page's order."""
     renamed = _renamed(input_columns)
     columns = ["row", *renamed.values(), *RESULT_COLUMNS]
-    frame = pd.DataFrame(lines)
+    frame = lines if isinstance(lines, pd.DataFrame) else pd.DataFrame(lines)
     extra = [c for c in frame.columns if c not in columns]
     frame = frame.reindex(columns=[*columns, *extra])
     present = [c for c in RESULT_COLUMNS if c in ("status", "problems") or c in frame and frame[c].notna().any()]
@@ -328,25 +410,30 @@ def _reason(error: str | None) -> str:
     return message if kind in ("ValueError", "Cancelled") and message else error
 
 
-def records_for(services: Services, job_id: str) -> list[dict]:
-    """The job's stored records (role fields, row, original cells), in sheet order."""
-    from streamlit_app.job_cache import job_rows
+def records_frame(services: Services, job_id: str) -> pd.DataFrame:
+    """The job's stored records as the duplicate check reads them: role fields, indexed by sheet row, in order."""
+    from streamlit_app.job_cache import job_version
 
-    return [item.get("input") or {} for item in job_rows(services.store, job_id)]
+    version = job_version(services.store, job_id)
+    if _is_finished(version):
+        return _finished_tables(services, job_id, version).records
+    return _records_frame([item.get("input") or {} for item in services.store.item_rows(job_id)])
 
 
 def problems_frame(services: Services, job_id: str) -> pd.DataFrame:
     """One line per problem (row, field, problem); a record the worker could not check is one line too."""
-    from streamlit_app.job_cache import cached
+    from streamlit_app.job_cache import cached, job_version
 
-    return cached(services.store, job_id, "problems", lambda: _problems_frame(services, job_id))
+    version = job_version(services.store, job_id)
+    if _is_finished(version):
+        return _finished_tables(services, job_id, version).problems
+    return cached(services.store, job_id, "problems", lambda: _problems_from_rows(services.store.item_rows(job_id)),
+                  version)
 
 
-def _problems_frame(services: Services, job_id: str) -> pd.DataFrame:
-    from streamlit_app.job_cache import job_rows
-
+def _problems_from_rows(rows: list[dict]) -> pd.DataFrame:
     results, failed = [], []
-    for item in job_rows(services.store, job_id):
+    for item in rows:
         if item["status"] == "completed":
             results.append(item.get("result") or {})
         elif item["status"] in ("failed", "cancelled"):
@@ -399,27 +486,31 @@ def history_frame(services: Services, exclude_job: str | None = None, owner: str
 
 def duplicates_for(services: Services, job_id: str, threshold: float = DEFAULT_THRESHOLD,
                    against_history: bool = True, owner: str | None = None) -> pd.DataFrame:
-    """Likely duplicate pairs among the job's records (and against history), best first, on the analytics pool.
+    """Likely duplicate pairs among the job's records (and against history), best first.
 
     Columns: left_row, right_row, source (upload/history), per-field scores, score, reasons.
-    A comparison `prefetch_duplicates` started with the job is used when its settings and history still match.
+    """
+    return duplicates_future(services, job_id, threshold, against_history, owner).result()
+
+
+def duplicates_future(services: Services, job_id: str, threshold: float = DEFAULT_THRESHOLD,
+                      against_history: bool = True, owner: str | None = None) -> Future:
+    """`duplicates_for` as a Future, for a page that must not wait in its script.
+
+    A comparison `prefetch_duplicates` started with the job is used when its settings and history still match;
+    otherwise one starts on the manager (reading the records may itself wait for the finished tables).
     """
     owner = owner if owner is not None else _job_owner(services, job_id)
     with _prefetched_lock:
         future = _prefetched.pop(_duplicates_key(services, job_id, threshold, against_history, owner), None)
-    if future is None:
-        future = _compare_for_duplicates(services, job_id, records_for(services, job_id), threshold, against_history,
-                                         owner)
-    return future.result()
+    if future is not None:
+        return future
 
+    def compare() -> pd.DataFrame:
+        return _compare_for_duplicates(services, job_id, records_frame(services, job_id), threshold,
+                                       against_history, owner).result()
 
-def duplicates_ready(services: Services, job_id: str, threshold: float = DEFAULT_THRESHOLD,
-                     against_history: bool = True, owner: str | None = None) -> bool:
-    """Whether `duplicates_for` with these settings answers at once (its comparison, started with the job, is done)."""
-    owner = owner if owner is not None else _job_owner(services, job_id)
-    with _prefetched_lock:
-        future = _prefetched.get(_duplicates_key(services, job_id, threshold, against_history, owner))
-    return future is not None and future.done()
+    return services.manager.submit_task(compare, task_name="validation duplicates", owner=owner)
 
 
 PREFETCHED_MAX = 32  # comparisons started with a job and not asked for yet (a tab closed meanwhile): oldest dropped
@@ -446,7 +537,8 @@ def prefetch_duplicates(services: Services, job_id: str, records: Sequence[dict]
     owner = owner if owner is not None else _job_owner(services, job_id)
     try:
         key = _duplicates_key(services, job_id, threshold, against_history, owner)
-        future = _compare_for_duplicates(services, job_id, records, threshold, against_history, owner)
+        future = _compare_for_duplicates(services, job_id, _records_frame(records), threshold, against_history,
+                                         owner)
     except Exception:  # noqa: BLE001 - only an early start lost: duplicates_for compares when the page asks
         log.warning("job %s: the early duplicate check could not start", job_id, exc_info=True)
         return
@@ -464,13 +556,13 @@ def _duplicates_key(services: Services, job_id: str, threshold: float, against_h
             history_version(services, owner) if against_history else None)
 
 
-def _compare_for_duplicates(services: Services, job_id: str, records: Sequence[dict], threshold: float,
+def _compare_for_duplicates(services: Services, job_id: str, frame: pd.DataFrame, threshold: float,
                             against_history: bool, owner: str) -> Future:
-    if len(records) < 1:
+    """Compare the records (`_records_frame`) with each other and with history, on the manager."""
+    if len(frame) < 1:
         empty: Future = Future()
         empty.set_result(pd.DataFrame(columns=["left_row", "right_row", "source", "score", "reasons"]))
         return empty
-    frame = _records_frame(records)
     history = None
     if against_history:
         past = history_frame(services, exclude_job=job_id, owner=owner)
@@ -478,7 +570,7 @@ def _compare_for_duplicates(services: Services, job_id: str, records: Sequence[d
             history = past[["id", *[r for r in ROLES if (past[r] != "").any()]]]
     return services.manager.submit_task(find_duplicates, frame, history, float(threshold), _duplicate_mapping(frame),
                                         task_name="validation duplicates",
-                                        pool="cpu" if len(records) > COMPARE_IN_PROCESS_RECORDS else "analytics",
+                                        pool="cpu" if len(frame) > COMPARE_IN_PROCESS_RECORDS else "analytics",
                                         owner=owner)  # on the job owner's share (every job has an owner)
 
 
@@ -492,7 +584,7 @@ def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame, owner
     """
     if pairs is None or pairs.empty:
         return []
-    by_row = {int(r.get("row") or 0): r for r in records_for(services, job_id)}
+    records = records_frame(services, job_id)  # a group's records are looked up when it is first looked at
     groups: list[dict] = []
     upload = pairs[pairs["source"] == "upload"]
     clusters = cluster_pairs(pairs)
@@ -508,7 +600,7 @@ def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame, owner
         groups.append(_LazyGroup(
             label=f"Rows {', '.join(str(r) for r in cluster)} · {'best pair ' if len(members) > 1 else ''}"
                   f"{_percent(best_of.get(number, float('nan')))}", source="upload",
-            build={"records": functools.partial(_side_by_side, {f"row {row}": by_row.get(int(row), {}) for row in cluster}),
+            build={"records": functools.partial(_side_by_side_rows, records, list(cluster)),
                    "pairs": functools.partial(_rows_at, inside, members)}))
     history_pairs = pairs[pairs["source"] == "history"]
     if len(history_pairs):
@@ -517,12 +609,11 @@ def duplicate_groups(services: Services, job_id: str, pairs: pd.DataFrame, owner
         for position in range(len(history_pairs)):
             pair = history_pairs.iloc[position]
             old: Mapping[str, Any] = past.get(int(pair["right_row"]), {})
-            sides = {f"row {pair['left_row']}": by_row.get(int(pair["left_row"]), {}),
-                     f"history #{pair['right_row']}": old.get("record") or {}}
+            past_side = {f"history #{pair['right_row']}": old.get("record") or {}}
             groups.append(_LazyGroup(
                 label=f"Row {pair['left_row']} ~ history #{pair['right_row']} ({old.get('source', '')}) · "
                       f"{_percent(pair['score'])}", source="history",
-                build={"records": functools.partial(_side_by_side, sides),
+                build={"records": functools.partial(_side_by_side_rows, records, [pair["left_row"]], past_side),
                        "pairs": lambda p=position: history_pairs.iloc[[p]].reset_index(drop=True)}))
     return groups
 
@@ -564,6 +655,12 @@ def _percent(score: float) -> str:
     if score != score:
         return "score unknown"
     return f"{math.floor(float(score) * 10) / 10:.1f} % likely the same person"
+
+
+def _side_by_side_rows(records: pd.DataFrame, rows: Sequence[Any], more: dict[str, dict] | None = None) -> pd.DataFrame:
+    """The sheet's rows (role fields from `records_frame`) side by side, then `more` (e.g. a history record)."""
+    sides = {f"row {row}": records.loc[int(row)].to_dict() if int(row) in records.index else {} for row in rows}
+    return _side_by_side({**sides, **(more or {})})
 
 
 def _side_by_side(sides: dict[str, dict]) -> pd.DataFrame:
