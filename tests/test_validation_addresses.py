@@ -70,6 +70,8 @@ def test_po_box_is_a_complete_mailing_address_though_scourgify_refuses_it():
 @pytest.mark.parametrize("text, reason", [
     ("hello world", "does not read as a postal address"),
     ("John Smith, 123 Main St, Springfield IL 62701", "a name (John Smith) is mixed into the address"),
+    ("123 Main St, 456 Oak Ave, Springfield, IL 62701", "cannot tell the parts of this address apart (two values "
+                                                        "for the house number)"),
 ])
 def test_unparseable_text_is_explained(text, reason):
     result = check_address(text)

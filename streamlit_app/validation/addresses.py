@@ -97,7 +97,8 @@ def check_address(record_or_parts: Mapping | str) -> dict:
     try:
         tagged, kind = usaddress.tag(full)
     except usaddress.RepeatedLabelError as exc:
-        return _result("unparseable", f"cannot tell the parts of this address apart (two values for {exc.repeated_label})")
+        return _result("unparseable", "cannot tell the parts of this address apart"
+                                      + _repeated_part(getattr(exc, "parsed_string", None) or []))
     if tagged.get("Recipient"):
         return _result("unparseable", f"a name ({tagged['Recipient']}) is mixed into the address; keep it in its own column")
     city = tagged.get("PlaceName", "") or parts["city"]
@@ -144,6 +145,24 @@ def check_address(record_or_parts: Mapping | str) -> dict:
         return _result("mismatch", f"ZIP {zip5} is {known_city}, {known_state}, not {city_as_typed}", normalized, **fields)
     reason = "PO box" if po_box else ""
     return _result("complete", reason, normalized, **fields)
+
+
+# usaddress's labels, as a person reads them (for "two values for ...")
+_PART_WORDS = {"AddressNumber": "the house number", "StreetName": "the street name", "PlaceName": "the city",
+               "StateName": "the state", "ZipCode": "the ZIP code", "OccupancyIdentifier": "the unit number",
+               "USPSBoxID": "the box number"}
+
+
+def _repeated_part(tokens: list[tuple[str, str]]) -> str:
+    """" (two values for the house number)" when one part of the address shows up in two places, else ""."""
+    seen: set[str] = set()
+    previous = None
+    for _, label in tokens:
+        if label != previous and label in seen:
+            return f" (two values for {_PART_WORDS.get(label, label)})"
+        seen.add(label)
+        previous = label
+    return ""
 
 
 def _has_number(tagged: Mapping[str, str]) -> bool:
