@@ -336,8 +336,8 @@ def freeze_what_imports_made() -> None:
 def await_briefly(future: futures.Future, wait_s: float, waiting_text: Callable[[], str],
                   every_s: float = 0.25) -> bool:
     """Whether `future` is done, after waiting up to `wait_s` in this run: most work ends within it, and then no
-    poll and no extra rerun are needed. If not, a fragment shows `waiting_text()` every `every_s` seconds and
-    reruns the page once the future is done; the page stays usable meanwhile."""
+    poll and no extra rerun are needed. If not, a fragment shows `waiting_text()` as a running step (st.status)
+    every `every_s` seconds and reruns the page once the future is done; the page stays usable meanwhile."""
     if not future.done():
         futures.wait([future], timeout=wait_s)
     if future.done():
@@ -347,7 +347,7 @@ def await_briefly(future: futures.Future, wait_s: float, waiting_text: Callable[
     def poll() -> None:
         if future.done():
             st.rerun(scope="app")
-        st.info(waiting_text(), icon=":material/hourglass_top:")
+        st.status(waiting_text(), state="running")
 
     poll()
     return False

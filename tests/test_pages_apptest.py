@@ -85,6 +85,16 @@ def test_threaded_operation_shows_the_result_or_a_clear_error(tmp_path, monkeypa
     assert at.error[0].value == "ValueError: the sheet has no phone column"
 
 
+def test_work_that_takes_a_while_shows_as_a_running_step_and_the_page_goes_on_once_it_is_done():
+    at = AppTest.from_file(str(ROOT / "tests" / "apps" / "await_briefly_app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert [(step.label, step.state) for step in at.status] == [("Comparing 10 records for duplicates…", "running")]
+    assert not [m for m in at.markdown if m.value.startswith("pairs=")]  # the script did not wait for it
+    at.session_state["work"].set_result(3)
+    at.run()  # in a browser, the waiting line's fragment reruns the page once the work is done
+    assert not at.status and "pairs=3" in [m.value for m in at.markdown]
+
+
 # ---------------------------------------------------------------- Performance page: job history (issue 12, part 3)
 def _history_table(at: AppTest):
     tables = [frame.value for frame in at.dataframe if "what" in frame.value.columns]

@@ -56,7 +56,7 @@ def wait_for_results(at: AppTest, timeout: float = 120.0):
         assert not at.exception, at.exception
         table = results_table(at)
         streaming = any("so far" in caption.value for caption in at.caption)  # the live table of a running job
-        waiting = any(info.value.startswith(("Preparing", "Comparing")) for info in at.info)  # not built yet
+        waiting = any(step.label.startswith(("Preparing", "Comparing")) for step in at.status)  # not built yet
         if table is not None and (table["status"] != "pending").all() and not streaming and not waiting:
             return table
         time.sleep(0.3)
@@ -74,7 +74,7 @@ def upload(at: AppTest, name: str, data: bytes | None = None) -> AppTest:
 def sheet_read(at: AppTest) -> AppTest:
     """The sheet is read as a job: rerun (run_every never fires in AppTest) until the page has it."""
     deadline = time.monotonic() + 60
-    while any("in a worker process" in info.value for info in at.info) and time.monotonic() < deadline:
+    while any("in a worker process" in step.label for step in at.status) and time.monotonic() < deadline:
         time.sleep(0.05)
         at.run()
         assert not at.exception, at.exception
