@@ -91,12 +91,6 @@ class JobCache:
             return underway
         return start(lambda: self.get(key, version, build))
 
-    def peek(self, key: tuple) -> Any:
-        """The value kept under key (any version), or None; does not build one."""
-        with self._lock:
-            entry = self._entries.get(key)
-            return None if entry is None else entry.value
-
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -215,7 +215,9 @@ def door(tmp_path):
 
 def _cached_results(door, job_id: str):
     """The finished run's results table if the job cache holds it (built by the preparation or a page)."""
-    tables = job_cache.CACHE.peek((job_cache.store_key(door.services.store), job_id, "finished_tables"))
+    store = door.services.store
+    tables = job_cache.CACHE.built((job_cache.store_key(store), job_id, batch.FINISHED_TABLES),
+                                   job_cache.job_version(store, job_id))
     return None if tables is None else tables.results
 
 
