@@ -13,7 +13,8 @@ from streamlit_app.validation.sample_data import sample_sheet
 PAGE = "validation"
 SHEET_WAIT_S = 1.5  # an upload's read is awaited this long in the run before a fragment polls it (most take 0.1 s)
 START_WAIT_S = 1.0  # a run's start is awaited this long before a fragment polls it (10,000 rows take ~0.5 s)
-TABLES_WAIT_S = 0.1  # a finished run's tables and duplicates are awaited this long before a fragment polls them
+TABLES_WAIT_S = 0.1  # a finished run's tables are awaited this long before a fragment polls them
+DUPLICATES_WAIT_S = 0.0  # the comparison is not awaited in the run: the rest of the page renders meanwhile
 NOT_MAPPED = "(not in this sheet)"
 SAMPLE_NAME = "sample-book-requests.csv"
 ROLE_LABELS = {
@@ -275,7 +276,7 @@ if state.get("validation_dups_key") != cache_key:
         comparing = state["validation_dups_comparing"] = (
             cache_key, door.compare_duplicates(who, job_id, threshold, against_history))
     state["validation_dups"] = None
-    if widgets.await_briefly(comparing[1], TABLES_WAIT_S, waiting_text=lambda: (
+    if widgets.await_briefly(comparing[1], DUPLICATES_WAIT_S, waiting_text=lambda: (
             f"Comparing {info.get('total', 0):,} records for duplicates…")):
         state.pop("validation_dups_comparing", None)
         state["validation_dups_key"] = cache_key
