@@ -12,7 +12,7 @@ from streamlit_app.validation.sample_data import sample_sheet
 
 PAGE = "validation"
 SHEET_WAIT_S = 1.5  # an upload's read is awaited this long in the run before a fragment polls it (most take 0.1 s)
-START_WAIT_S = 1.0  # a run's start is awaited this long before a fragment polls it (10,000 rows take ~0.5 s)
+START_WAIT_S = 0.25  # a run's start is awaited this long in the click's run, then polled (10,000 rows take ~0.5 s)
 TABLES_WAIT_S = 0.1  # a finished run's tables are awaited this long before a fragment polls them
 DUPLICATES_WAIT_S = 0.0  # the comparison is not awaited in the run: the rest of the page renders meanwhile
 NOT_MAPPED = "(not in this sheet)"
@@ -189,7 +189,7 @@ if (start or start_now) and sheet_df is not None:
 
 starting = state.get("validation_starting")
 if starting is not None:
-    if not widgets.await_briefly(starting["future"], START_WAIT_S, every_s=0.5, waiting_text=lambda: (
+    if not widgets.await_briefly(starting["future"], START_WAIT_S, every_s=0.1, waiting_text=lambda: (
             f"Storing {starting['total']:,} records and starting the run…")):
         st.stop()
     state.pop("validation_starting", None)
@@ -234,14 +234,16 @@ def counts_and_rows_so_far(shown: dict) -> None:
                                               "run ends.")
 
 
-status = widgets.job_progress(job_id, live=counts_and_rows_so_far)
+preparing_text = f"Preparing the table, problems and downloads of {info.get('total', 0):,} records…"
+status = widgets.job_progress(job_id, live=counts_and_rows_so_far,
+                              ready=lambda: door.validation_tables_ready(who, job_id), preparing_text=preparing_text)
 running = bool(status and status["status"] in ("pending", "running"))
 if running or status is None:
     st.stop()
 
 finished = (job_id, status["status"], status.get("finished_at"))
-if not widgets.await_briefly(door.validation_tables_ready(who, job_id), TABLES_WAIT_S, waiting_text=lambda: (
-        f"Preparing the table, problems and downloads of {info.get('total', 0):,} records…")):
+if not widgets.await_briefly(door.validation_tables_ready(who, job_id), TABLES_WAIT_S,
+                             waiting_text=lambda: preparing_text):
     st.stop()  # built as the job ended, so usually at once; 100,000 rows take a few seconds
 results = memo("results", finished, lambda: door.validation_results(who, job_id))
 if results.empty:
