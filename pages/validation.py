@@ -4,7 +4,7 @@ import time
 import streamlit as st
 
 from streamlit_app import widgets
-from streamlit_app.validation import batch, charts, export
+from streamlit_app.validation import batch, export
 from streamlit_app.validation.duplicates import DEFAULT_THRESHOLD
 from streamlit_app.validation.duplicates import FIELDS as DUPLICATE_FIELDS
 from streamlit_app.validation.records import ROLES, SheetError, guess_columns
@@ -255,11 +255,10 @@ chart_slots = [column.empty() for column in st.columns([3, 2])]
 
 
 def draw_charts() -> None:
-    verdicts = memo("verdict_chart", finished, lambda: charts.verdict_chart(charts.verdict_counts(results)))
+    verdicts, problems = memo("charts", finished, lambda: door.validation_charts(who, job_id))
     with chart_slots[0].container():
         st.caption("Records and fields by verdict")
         st.vega_lite_chart(*verdicts, width="stretch")
-    problems = memo("problem_chart", finished, lambda: charts.problem_chart(charts.problem_counts(results)))
     if not problems[0].empty:
         with chart_slots[1].container():
             st.caption("Most common problems")
@@ -287,13 +286,14 @@ if state.get("validation_dups_key") != cache_key:
         except Exception as exc:  # noqa: BLE001 - shown, not raised
             st.error(f"The duplicate check failed: {widgets.md_escape(type(exc).__name__)}: "
                      f"{widgets.md_escape(exc)}")
-pairs = state.get("validation_dups")
+findings = state.get("validation_dups")  # batch.DuplicateFindings: pairs, groups and merge keys
+pairs = findings.pairs if findings is not None else None
 accepted = door.merges(who, job_id)
 if pairs is not None and pairs.empty:
     st.success(f"No two records are {threshold:.1f} % or more likely the same person"
                + (" (history included)." if against_history else "."))
 elif pairs is not None:
-    groups = memo("groups", cache_key, lambda: door.duplicate_groups(who, job_id, pairs))
+    groups = findings.groups
     within = sum(1 for g in groups if g["source"] == "upload")
     st.caption(f"{len(pairs):,} suggested pairs: {within:,} groups within this sheet, "
                f"{len(groups) - within:,} matches with history. Score = probability (%) that the two are one "
@@ -331,7 +331,7 @@ elif pairs is not None:
 
     st.markdown("**Merge suggestions**: tick the pairs that are the same person. The cleaned file keeps the first "
                 "row of each merged group, fills its empty cells from the others and drops the rest.")
-    keys = [batch.pair_key(p) for p in pairs[["source", "left_row", "right_row"]].to_dict("records")]
+    keys = findings.keys
     editor_data = pairs[["left_row", "right_row", "source", "score", "reasons"]].copy()
     editor_data.insert(0, "merge", [k in accepted for k in keys])
     buttons = st.columns([1, 1, 4])

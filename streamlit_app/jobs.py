@@ -317,16 +317,21 @@ class JobDoor:
 
     def validation_results(self, who: Identity, job_id: str) -> pd.DataFrame:
         self._owned(who, job_id)
-        return _masked(batch.results_frame(self.services, job_id), "problems")
+        return batch.results_frame(self.services, job_id)  # reasons masked where built (batch._reason)
+
+    def validation_charts(self, who: Identity, job_id: str) -> tuple[batch.Chart, batch.Chart]:
+        """The caller's finished run as two charts (data, Vega-Lite spec): records by verdict, most common problems."""
+        self._owned(who, job_id)
+        return batch.finished_charts(self.services, job_id)
 
     def validation_rows_so_far(self, who: Identity, job_id: str) -> pd.DataFrame:
         """The live table of a run the page saw running (see batch.rows_so_far)."""
         self._owned(who, job_id)
-        return _masked(batch.rows_so_far(self.services, job_id), "problems")
+        return batch.rows_so_far(self.services, job_id)
 
     def validation_problems(self, who: Identity, job_id: str) -> pd.DataFrame:
         self._owned(who, job_id)
-        return _masked(batch.problems_frame(self.services, job_id), "problem")
+        return batch.problems_frame(self.services, job_id)
 
     def compare_duplicates(self, who: Identity, job_id: str, threshold: float, against_history: bool) -> Future:
         """Likely duplicates within the job and against the caller's own history (or the team's, if shared), as a
@@ -344,10 +349,6 @@ class JobDoor:
         """Start the duplicate check of the caller's new job while its records are checked (see batch)."""
         self._owned(who, job_id)
         batch.prefetch_duplicates(self.services, job_id, records, threshold, against_history, owner=who.owner_id)
-
-    def duplicate_groups(self, who: Identity, job_id: str, pairs: pd.DataFrame) -> list[dict]:
-        self._owned(who, job_id)
-        return batch.duplicate_groups(self.services, job_id, pairs, owner=who.owner_id)
 
     def merges(self, who: Identity, job_id: str) -> set[str]:
         self._owned(who, job_id)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from streamlit_app.validation import batch
+from tests.test_validation_page import wait_for_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,11 +44,7 @@ def sample_run(tmp_path, monkeypatch):
     at.run()
     at.switch_page("pages/validation.py").run()
     at.button(key="validation_sample").click().run()
-    deadline = time.monotonic() + 120
-    while not any(s.value == "Possible duplicates" for s in at.subheader) and time.monotonic() < deadline:
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
+    wait_for_results(at)  # the table, and the duplicates compared
     yield at
     widgets.get_services.clear()
 

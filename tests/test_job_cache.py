@@ -265,8 +265,14 @@ def test_a_run_started_in_the_background_belongs_to_the_caller_and_its_duplicate
     assert door.owns(ana, job_id)
     assert door.services.queue.wait(job_id, timeout=120)["status"] == "completed"
     assert len(door.validation_results(ana, job_id)) == 60
-    pairs = door.compare_duplicates(ana, job_id, 90.0, False).result(60)
+    findings = door.compare_duplicates(ana, job_id, 90.0, False).result(60)
+    pairs = findings.pairs
     assert list(pairs.columns[:3]) == ["left_row", "right_row", "source"]
+    # the groups and merge keys come with the pairs (built on the manager, not in the page's rerun)
+    assert findings.groups  # the sample plants duplicates
+    assert [g["label"] for g in findings.groups] == [g["label"] for g in batch.duplicate_groups(
+        door.services, job_id, pairs, ana.owner_id)]
+    assert findings.keys == [batch.pair_key(pair) for _, pair in pairs.iterrows()]
     compared = [run for run in door.services.manager.jobs(owner=ana.owner_id) if run.name == "validation duplicates"]
     assert len(compared) == 1  # the comparison started with the run was the one used: none started for the page
 
@@ -286,8 +292,7 @@ def test_a_finished_run_opened_later_gets_its_tables_built_off_the_page_and_its_
     assert ready.result(60) is not None and _cached_results(door, job_id) is not None
     assert door.validation_tables_ready(bo, job_id).done()  # built once: later renders find it at once
     assert door.validation_counts(bo, job_id) == counts
-    pairs = door.compare_duplicates(bo, job_id, 90.0, False).result(60)
-    assert "score" in pairs.columns
+    assert "score" in door.compare_duplicates(bo, job_id, 90.0, False).result(60).pairs.columns
     with pytest.raises(JobNotFound):  # someone else's run: not even a Future of it
         door.validation_tables_ready(Identity("anon:" + "a" * 32, "eve", is_admin=False, mode="anonymous"), job_id)
 

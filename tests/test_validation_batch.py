@@ -14,6 +14,7 @@ from streamlit_app.validation.records import SheetError, guess_columns, list_she
 from streamlit_app.validation.sample_data import sample_sheet
 from tests.fixtures.geocode_server import TEST_API_KEY, ServerConfig, geocode_server  # noqa: F401 (fixture)
 from utils.services import open_services
+from utils.task_registry import task
 from utils.threading_manager import ThreadingManager
 
 DATA = Path(__file__).resolve().parent / "data" / "validation"
@@ -316,6 +317,34 @@ def test_summary_and_problem_charts_count_the_results(services, sample_run):
             {str(v): int(n) for v, n in counts.items() if n > 0}
     shown, problem_spec = charts.problem_chart(problems)
     assert shown.equals(problems) and problem_spec["encoding"]["y"]["sort"] == "-x"
+
+    (built_verdicts, built_spec), (built_problems, _spec) = batch.finished_charts(services, job_id)
+    assert built_verdicts.equals(data) and built_spec == spec  # counted with the tables, off the page
+    assert built_problems.equals(problems)
+
+
+SECRET = "hunter2-checks"
+
+
+@task("test.validation.unreachable")
+def unreachable_checker(item: dict, params: dict) -> dict:
+    """A checker whose service is down: its error quotes a connection string, password included."""
+    raise ValueError(f"could not reach postgresql://spindle:{SECRET}@db.example/checks for row {item['row']}")
+
+
+def test_a_record_that_could_not_be_checked_shows_why_without_the_password(services):
+    sheet = sample_sheet(n=20, seed=5).head(4)
+    mapping = guess_columns(sheet)
+    job_id = services.queue.submit_batch(
+        "test.validation.unreachable", batch.prepare_records(sheet, mapping), owner="secret-owner", kind=batch.KIND,
+        params={"source": "down.csv", "mapping": mapping, "columns": list(sheet.columns)}, exec_kind="thread")
+    assert services.queue.wait(job_id, timeout=60)["status"] == "completed"
+    results, problems = batch.results_frame(services, job_id), batch.problems_frame(services, job_id)
+    assert list(results["status"]) == ["failed"] * 4
+    assert all(text.startswith("could not reach postgresql://spindle:") and text.endswith(f"for row {row}")
+               for text, row in zip(results["problems"], results["row"]))
+    assert list(problems["field"]) == ["record"] * 4
+    assert SECRET not in results.to_csv() + problems.to_csv() + export.to_csv_bytes(problems).decode()
 
 
 def test_a_big_sheet_is_compared_in_a_worker_process_with_the_same_pairs(services, monkeypatch):
