@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -244,71 +245,77 @@ def active_job_id(page: str, kind: str) -> str | None:
 
 PREPARING_WAIT_S = 0.1  # a poll that sees its job finish waits this long for the finished page's results (1,000
 # rows: built in well under it, so the page reruns at once), then polls them from a fragment
-
-
-def _show_finished_when_ready(job_id: str, ready: Callable[[], futures.Future] | None, preparing_text: str) -> None:
-    """A poll saw the job this page watched end: rerun the page once its finished results are ready (`ready()`),
-    so the first finished render neither waits for them nor shares the CPU with their build."""
-    seen = st.session_state.setdefault("spindle_running_jobs", set())
-    if job_id not in seen:
-        return
-    preparing = ready() if ready is not None else None
-    if preparing is None or await_briefly(preparing, PREPARING_WAIT_S, lambda: preparing_text):
-        seen.discard(job_id)
-        st.rerun(scope="app")
-
-
 END_WATCH_S = 0.1  # how often a job that may end before its next poll is looked at (see _watch_the_end)
 
 
-def _watch_the_end(who: Identity, job_id: str, ready: Callable[[], futures.Future] | None, preparing_text: str,
-                   timing_to: str, page: str) -> None:
-    """A job that may end before the next poll (just started, or its estimate left is under the interval): a small
-    fragment reads its state every END_WATCH_S and shows the finished page as soon as it ends, not up to a poll
-    interval later (a 1,000-row run: ~0.4 s sooner). It draws nothing; the next poll drops it, or draws it again
-    while the job may still end before the one after."""
+@dataclass(frozen=True)
+class _ProgressView:
+    """What a page's job progress shows and how (job_progress's arguments), for the fragments that draw it."""
 
-    @st.fragment(run_every=END_WATCH_S)
-    def watch() -> None:
-        with rerun_log.timed(timing_to, page, "fragment"), error_boundary("job progress"):
-            current = door().status(who, job_id)
-            rerun_log.note_job_state(current["status"] if current else None)
-            if current is not None and current["status"] not in ("pending", "running"):
-                _show_finished_when_ready(job_id, ready, preparing_text)
-
-    watch()
+    who: Identity
+    job_id: str
+    live: Callable[[dict], None] | None
+    ready: Callable[[], futures.Future] | None
+    preparing_text: str
+    timing_to: str  # the rerun log's path ("" is off) and the page's name in it
+    page: str
 
 
-def _progress_body(who: Identity, job_id: str, status: dict | None, in_page_run: bool,
-                   ready: Callable[[], futures.Future] | None, preparing_text: str) -> dict | None:
-    if status is None:
-        st.info("That job is not here (it may belong to another visitor, or it was removed).")
-        return None
+def _draw_progress(view: _ProgressView, status: dict) -> None:
+    """The progress line: a bar with done, failed and time left; Cancel while the job runs."""
     store_problem = door().store_problem()  # the store is away (stopped, disk full): results wait in memory
     if store_problem:
         st.warning(store_problem)
-    total, done, failed = status["total"], status["done"], status["failed"]
     state = status["status"]
-    label = f"{done:,} of {total:,} items · {failed:,} failed"
-    if state in ("pending", "running"):
-        eta = status.get("eta")
-        extra = f" · about {eta:.0f}s left" if eta else ""
-        st.progress(min(1.0, status["fraction"]), text=f"Running: {label}{extra}")
-        cols = st.columns([1, 3])
-        if cols[0].button("Cancel job", key=f"cancel_{job_id}", icon=":material/cancel:"):
-            door().cancel(who, job_id)
-        reason = status.get("backend_reason")
-        if reason:
-            cols[1].caption(f"Backend: {status.get('backend_used')} — {reason}")
-        seen = st.session_state.setdefault("spindle_running_jobs", set())
-        seen.add(job_id)
-    else:
+    label = f"{status['done']:,} of {status['total']:,} items · {status['failed']:,} failed"
+    if state not in ("pending", "running"):
         st.progress(1.0, text=f"{state.capitalize()}: {label}")
-        if in_page_run:  # the page's own run goes on to draw the finished job
-            st.session_state.setdefault("spindle_running_jobs", set()).discard(job_id)
-        else:
-            _show_finished_when_ready(job_id, ready, preparing_text)
-    return status
+        return
+    eta = status.get("eta")
+    extra = f" · about {eta:.0f}s left" if eta else ""
+    st.progress(min(1.0, status["fraction"]), text=f"Running: {label}{extra}")
+    cols = st.columns([1, 3])
+    if cols[0].button("Cancel job", key=f"cancel_{view.job_id}", icon=":material/cancel:"):
+        door().cancel(view.who, view.job_id)
+    reason = status.get("backend_reason")
+    if reason:
+        cols[1].caption(f"Backend: {status.get('backend_used')} — {reason}")
+
+
+def _show_finished_when_ready(view: _ProgressView) -> None:
+    """A poll saw the job this page watched end: rerun the page once its finished results are ready (`ready()`),
+    so the first finished render neither waits for them nor shares the CPU with their build."""
+    seen = st.session_state.setdefault("spindle_running_jobs", set())
+    if view.job_id not in seen:
+        return
+    preparing = view.ready() if view.ready is not None else None
+    if preparing is None or await_briefly(preparing, PREPARING_WAIT_S, lambda: view.preparing_text):
+        seen.discard(view.job_id)
+        st.rerun(scope="app")
+
+
+def _watch_the_end(view: _ProgressView, progress_slot: Any, live_slot: Any) -> None:
+    """A job that may end before the next poll (just started, or its estimate left is under the interval): a small
+    fragment reads its state every END_WATCH_S and, once the job has ended, redraws the poll's progress line and
+    live part in their places (`progress_slot`, `live_slot`) and shows the finished page as soon as it is ready:
+    not up to a poll interval later (a 1,000-row run: ~0.4 s sooner). Until then it draws nothing; the next poll
+    drops it, or draws it again while the job may still end before the one after."""
+
+    @st.fragment(run_every=END_WATCH_S)
+    def watch() -> None:
+        with rerun_log.timed(view.timing_to, view.page, "fragment"), error_boundary("job progress"):
+            current = door().status(view.who, view.job_id)
+            rerun_log.note_job_state(current["status"] if current else None)
+            if current is None or current["status"] in ("pending", "running"):
+                return
+            with progress_slot.container():
+                _draw_progress(view, current)
+            if view.live is not None:
+                with live_slot.container():
+                    view.live(current)
+            _show_finished_when_ready(view)
+
+    watch()
 
 
 # How often a running job's progress is polled: every half second while a job may finish any moment, then backing
@@ -401,8 +408,9 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None,
 
     A finished job is not polled at all. One status read per render: the fragment's first run reuses it.
     """
-    who = current_identity()
-    status = door().status(who, job_id)
+    view = _ProgressView(current_identity(), job_id, live, ready, preparing_text, rerun_log_path(),
+                         rerun_log.current_page() or "?")
+    status = door().status(view.who, job_id)
     rerun_log.note_job_state(status["status"] if status else None)
     running = bool(status and status["status"] in ("pending", "running"))
     seen_at = st.session_state.setdefault("spindle_job_seen_at", {})
@@ -411,26 +419,38 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None,
         started = seen_at.setdefault(job_id, time.monotonic())
         interval = poll_interval(time.monotonic() - started)
     first = {"status": status}
-    timing_to, page = rerun_log_path(), rerun_log.current_page() or "?"
 
     @st.fragment(run_every=interval)
     def poll() -> None:
-        with rerun_log.timed(timing_to, page, "fragment"), error_boundary("job progress"):
+        with rerun_log.timed(view.timing_to, view.page, "fragment"), error_boundary("job progress"):
             in_page_run = "status" in first  # the fragment's first run, inside the page's run: reuse its read
-            current = first.pop("status") if in_page_run else door().status(who, job_id)
+            current = first.pop("status") if in_page_run else door().status(view.who, job_id)
             rerun_log.note_job_state(current["status"] if current else None)
             _hold_big_job_data_still(job_id, current)
-            shown = _progress_body(who, job_id, current, in_page_run, ready, preparing_text)
-            if shown is not None and live is not None:
-                live(shown)
-            if interval is None or shown is None or shown["status"] not in ("pending", "running"):
+            if current is None:
+                st.info("That job is not here (it may belong to another visitor, or it was removed).")
                 return
+            progress_slot, live_slot = st.empty(), st.empty()  # the end watcher redraws these in place
+            with progress_slot.container():
+                _draw_progress(view, current)
+            if live is not None:
+                with live_slot.container():
+                    live(current)
+            seen = st.session_state.setdefault("spindle_running_jobs", set())
+            if current["status"] not in ("pending", "running"):
+                if in_page_run:  # the page's own run goes on to draw the finished job
+                    seen.discard(job_id)
+                else:
+                    _show_finished_when_ready(view)
+                return
+            seen.add(job_id)
             running_for = time.monotonic() - seen_at.get(job_id, time.monotonic())
-            if poll_interval(running_for) != interval:
+            if interval is not None and poll_interval(running_for) != interval:
                 st.rerun(scope="app")  # the next, slower interval (at most three times per job)
-            eta = shown.get("eta")  # None until the first items are done
-            if (eta is None and running_for < 2 * interval) or (eta is not None and eta < interval):
-                _watch_the_end(who, job_id, ready, preparing_text, timing_to, page)  # it may end before the next poll
+            eta = current.get("eta")  # None until the first items are done
+            if interval is not None and ((eta is None and running_for < 2 * interval) or
+                                         (eta is not None and eta < interval)):
+                _watch_the_end(view, progress_slot, live_slot)  # it may end before the next poll
 
     poll()
     return status
