@@ -12,7 +12,10 @@ from streamlit_app.validation.sample_data import sample_sheet
 
 PAGE = "validation"
 SHEET_WAIT_S = 1.5  # an upload's read is awaited this long in the run before a fragment polls it (most take 0.1 s)
-START_WAIT_S = 0.25  # a run's start is awaited this long in the click's run, then polled (10,000 rows take ~0.5 s)
+# A run's start is awaited this long in the click's run, then polled every 0.25 s (10,000 rows take ~0.5 s). Side by
+# side at 10,000 rows (benchmarks/bench_browser.py): 1 s then every 0.5 s, upload to full page 5.3-5.5 s, the click's
+# run 0.40-0.55 s; 0.25 s then every 0.25 s, 5.3-5.6 s and 0.19-0.34 s; every 0.1 s, 5.8 s (the polls' CPU).
+START_WAIT_S = 0.25
 TABLES_WAIT_S = 0.1  # a finished run's tables are awaited this long before a fragment polls them
 DUPLICATES_WAIT_S = 0.0  # the comparison is not awaited in the run: the rest of the page renders meanwhile
 NOT_MAPPED = "(not in this sheet)"
@@ -189,7 +192,7 @@ if (start or start_now) and sheet_df is not None:
 
 starting = state.get("validation_starting")
 if starting is not None:
-    if not widgets.await_briefly(starting["future"], START_WAIT_S, every_s=0.1, waiting_text=lambda: (
+    if not widgets.await_briefly(starting["future"], START_WAIT_S, waiting_text=lambda: (
             f"Storing {starting['total']:,} records and starting the run…")):
         st.stop()
     state.pop("validation_starting", None)
