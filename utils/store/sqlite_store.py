@@ -80,6 +80,24 @@ def _json_array(rows: Sequence[Sequence[Any]]) -> str:
     return orjson.dumps(rows).decode()
 
 
+def _until_unlocked(attempt: Callable[[], T], timeout_s: float) -> T:
+    """attempt(), tried again while another connection holds the database's lock, for up to timeout_s.
+
+    Why not the busy timeout alone: SQLite answers "database is locked" at once, without waiting, in some races,
+    e.g. stores opened at the same moment on a new file all setting WAL mode (1 in 50 openings of four, under load).
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -131,32 +149,25 @@ class SQLiteStore(Store):
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _until_unlocked(lambda: conn.execute("PRAGMA journal_mode = WAL"), self._busy_timeout_s)  # see there
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in one IMMEDIATE transaction, retrying while another process holds the lock."""
-        deadline = time.monotonic() + self._busy_timeout_s
-        delay = 0.01
         with self._write_lock, self._pool.connection() as conn:
-            while True:
+            def attempt() -> T:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     result = work(conn)
                     conn.execute("COMMIT")
                     return result
-                except sqlite3.OperationalError as exc:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    if not _is_locked(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+
+            return _until_unlocked(attempt, self._busy_timeout_s)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._pool.connection() as conn:
