@@ -9,8 +9,8 @@ progress line is sampled to show it moves (live progress). Audio, Image and
 Text: 200 files, upload → results table, then each rerun's server time as for
 Validation. "Pure processing" is the same per-item work on the threading
 manager in this process (2 workers, best of threads and processes, no store,
-no browser). Times are printed, never
-asserted; on a 2-core machine shared with other work, expect ±20 %.
+no browser). Times are printed, never asserted; on a 2-core machine shared
+with other work, expect ±20 %.
 """
 from __future__ import annotations
 

@@ -282,6 +282,15 @@ def _draw_progress(view: _ProgressView, status: dict) -> None:
         cols[1].caption(f"Backend: {status.get('backend_used')} — {reason}")
 
 
+def _draw_progress_and_live(view: _ProgressView, status: dict, progress_slot: Any, live_slot: Any) -> None:
+    """The progress line and the page's live part (`view.live`), each in its slot (st.empty), replaced when redrawn."""
+    with progress_slot.container():
+        _draw_progress(view, status)
+    if view.live is not None:
+        with live_slot.container():
+            view.live(status)
+
+
 def _show_finished_when_ready(view: _ProgressView) -> None:
     """A poll saw the job this page watched end: rerun the page once its finished results are ready (`ready()`),
     so the first finished render neither waits for them nor shares the CPU with their build."""
@@ -308,11 +317,7 @@ def _watch_the_end(view: _ProgressView, progress_slot: Any, live_slot: Any) -> N
             rerun_log.note_job_state(current["status"] if current else None)
             if current is None or current["status"] in ("pending", "running"):
                 return
-            with progress_slot.container():
-                _draw_progress(view, current)
-            if view.live is not None:
-                with live_slot.container():
-                    view.live(current)
+            _draw_progress_and_live(view, current, progress_slot, live_slot)
             _show_finished_when_ready(view)
 
     watch()
@@ -431,11 +436,7 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None,
                 st.info("That job is not here (it may belong to another visitor, or it was removed).")
                 return
             progress_slot, live_slot = st.empty(), st.empty()  # the end watcher redraws these in place
-            with progress_slot.container():
-                _draw_progress(view, current)
-            if live is not None:
-                with live_slot.container():
-                    live(current)
+            _draw_progress_and_live(view, current, progress_slot, live_slot)
             seen = st.session_state.setdefault("spindle_running_jobs", set())
             if current["status"] not in ("pending", "running"):
                 if in_page_run:  # the page's own run goes on to draw the finished job
