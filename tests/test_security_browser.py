@@ -19,6 +19,7 @@ pytestmark = pytest.mark.browser
 WAIT = 60_000  # ms: the machine is shared and noisy
 ADMIN_TOKEN = "let-me-retune-0f9a"
 EMPTY_STATE = re.compile("one person per row")
+SERVER_LOGS: dict[str, Path] = {}  # a test server's URL -> its log, quoted when a run does not end
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,7 @@ def trust_app(tmp_path_factory) -> Iterator[str]:
     """One server for the anonymous-visitor tests; retuning the shared pools asks for ADMIN_TOKEN."""
     data_dir = tmp_path_factory.mktemp("trust-app")
     process, url = start_app(data_dir, {"SPINDLE_ADMIN_TOKEN": ADMIN_TOKEN, "MAX_WORKERS_PER_USER": "4"})
+    SERVER_LOGS[url] = next(data_dir.glob("server-*.log"))
     yield url
     stop_app(process)
 
@@ -65,7 +67,13 @@ def validate_a_small_sheet(page: Page, name: str, sheet: str = PEOPLE) -> None:
     rows = sheet.count("\n") - 1
     page.locator("input[type='file']").set_input_files({"name": name, "mimeType": "text/csv", "buffer": sheet.encode()})
     page.get_by_role("button", name=f"Validate {rows} records").click()
-    expect(page.get_by_text(re.compile(rf"Completed: {rows} of {rows} items"))).to_be_visible(timeout=120_000)
+    try:
+        expect(page.get_by_text(re.compile(rf"Completed: {rows} of {rows} items"))).to_be_visible(timeout=120_000)
+    except AssertionError as exc:  # say what the page and the server showed instead
+        server_log = next((log for url, log in SERVER_LOGS.items() if page.url.startswith(url)), None)
+        raise AssertionError(f"{exc}\nThe page showed:\n{page.get_by_test_id('stMain').inner_text()}\n"
+                             f"The server's log ends:\n{server_log.read_text()[-4000:] if server_log else '?'}"
+                             ) from None
 
 
 def test_forged_or_tampered_links_never_reach_another_visitors_data(trust_app, visitors):
