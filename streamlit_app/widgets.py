@@ -282,15 +282,6 @@ def _draw_progress(view: _ProgressView, status: dict) -> None:
         cols[1].caption(f"Backend: {status.get('backend_used')} — {reason}")
 
 
-def _draw_progress_and_live(view: _ProgressView, status: dict, progress_slot: Any, live_slot: Any) -> None:
-    """The progress line and the page's live part (`view.live`), each in its slot (st.empty), replaced when redrawn."""
-    with progress_slot.container():
-        _draw_progress(view, status)
-    if view.live is not None:
-        with live_slot.container():
-            view.live(status)
-
-
 def _show_finished_when_ready(view: _ProgressView) -> None:
     """A poll saw the job this page watched end: rerun the page once its finished results are ready (`ready()`),
     so the first finished render neither waits for them nor shares the CPU with their build."""
@@ -303,12 +294,18 @@ def _show_finished_when_ready(view: _ProgressView) -> None:
         st.rerun(scope="app")
 
 
-def _watch_the_end(view: _ProgressView, progress_slot: Any, live_slot: Any) -> None:
+def _watch_the_end(view: _ProgressView) -> None:
     """A job that may end before the next poll (just started, or its estimate left is under the interval): a small
-    fragment reads its state every END_WATCH_S and, once the job has ended, redraws the poll's progress line and
-    live part in their places (`progress_slot`, `live_slot`) and shows the finished page as soon as it is ready:
-    not up to a poll interval later (a 1,000-row run: ~0.4 s sooner). Until then it draws nothing; the next poll
-    drops it, or draws it again while the job may still end before the one after."""
+    fragment reads its state every END_WATCH_S and draws nothing. Once the job has ended and the finished page's
+    results are ready (`ready()`, awaited up to PREPARING_WAIT_S a look), it reruns the page: the finished page comes
+    then, not up to a poll interval later. Results that take longer (100,000 rows) are left to the next poll, which
+    shows the end and waits for them without a page run beside their build. The next poll drops the watcher, or
+    draws it again while the job may still end before the one after.
+
+    Why it does not draw the end itself: on its own runs Streamlit lets a fragment write only inside itself (the
+    poll's progress line is outside it: StreamlitInvalidLayoutContextError), and a redraw every END_WATCH_S would
+    take from the server and the browser the CPU the workers need.
+    """
 
     @st.fragment(run_every=END_WATCH_S)
     def watch() -> None:
@@ -317,8 +314,9 @@ def _watch_the_end(view: _ProgressView, progress_slot: Any, live_slot: Any) -> N
             rerun_log.note_job_state(current["status"] if current else None)
             if current is None or current["status"] in ("pending", "running"):
                 return
-            _draw_progress_and_live(view, current, progress_slot, live_slot)
-            _show_finished_when_ready(view)
+            preparing = view.ready() if view.ready is not None else None
+            if preparing is None or futures.wait([preparing], timeout=PREPARING_WAIT_S).done:
+                st.rerun(scope="app")
 
     watch()
 
@@ -435,8 +433,9 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None,
             if current is None:
                 st.info("That job is not here (it may belong to another visitor, or it was removed).")
                 return
-            progress_slot, live_slot = st.empty(), st.empty()  # the end watcher redraws these in place
-            _draw_progress_and_live(view, current, progress_slot, live_slot)
+            _draw_progress(view, current)
+            if live is not None:
+                live(current)
             seen = st.session_state.setdefault("spindle_running_jobs", set())
             if current["status"] not in ("pending", "running"):
                 if in_page_run:  # the page's own run goes on to draw the finished job
@@ -451,7 +450,7 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None,
             eta = current.get("eta")  # None until the first items are done
             if interval is not None and ((eta is None and running_for < 2 * interval) or
                                          (eta is not None and eta < interval)):
-                _watch_the_end(view, progress_slot, live_slot)  # it may end before the next poll
+                _watch_the_end(view)  # it may end before the next poll
 
     poll()
     return status

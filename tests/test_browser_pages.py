@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from streamlit_app import media_samples
+from tests.fixtures.browser import error_boxes_shown, record_error_boxes
 from tests.test_browser_app import open_page
 
 pytestmark = pytest.mark.browser
@@ -29,6 +30,7 @@ def write_files(folder, files) -> list[str]:
 def test_a_mixed_batch_shows_results_a_chart_and_reasons(page, app_url, tmp_path, page_name, samples):
     good = samples()[:3]
     broken = media_samples.broken_files(page_name)[:2]
+    record_error_boxes(page)
     open_page(page, app_url, page_name)
     page.locator("input[type='file']").set_input_files(write_files(tmp_path, good + broken))
     expect(page.get_by_role("button", name=re.compile("^Remove "))).to_have_count(5)
@@ -40,6 +42,7 @@ def test_a_mixed_batch_shows_results_a_chart_and_reasons(page, app_url, tmp_path
     expect(table).to_be_visible()
     for _, _, reason in broken:
         expect(page.get_by_text(re.compile(re.escape(reason), re.I)).first).to_be_attached()
+    assert error_boxes_shown(page) == []  # a file's failure is a row with its reason, never an error box
 
 
 def test_a_job_survives_a_reload(page, app_url):

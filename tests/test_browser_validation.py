@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from streamlit_app.validation.sample_data import sample_sheet
+from tests.fixtures.browser import error_boxes_shown, record_error_boxes
 from tests.test_browser_app import open_page
 
 pytestmark = pytest.mark.browser
@@ -54,3 +55,18 @@ def test_upload_validate_filter_and_download_the_cleaned_file(page, app_url, tmp
     assert (cleaned["status"] == "invalid").sum() == invalid
     assert {"problems", "phone_e164", "email_normalized", "address_normalized", "merged_rows"} <= set(cleaned.columns)
     expect(page.get_by_test_id("stException")).to_have_count(0, timeout=WAIT)
+
+
+def test_watching_a_run_to_its_end_never_shows_an_error(page, app_url, tmp_path):
+    """The progress line polls the run and, between polls, a watcher looks for its end: the finished page follows
+    at once, and no error box shows at any moment, not even for a poll (the page itself records every one)."""
+    path = tmp_path / "requests-3000.csv"
+    sample_sheet(3000).to_csv(path, index=False)  # runs about a second: it ends between two polls
+    page.set_default_timeout(WAIT)
+    record_error_boxes(page)
+    open_page(page, app_url)
+    page.locator("input[type='file']").set_input_files(str(path))
+    page.get_by_role("button", name="Validate 3,000 records").click()
+    expect(page.get_by_text(re.compile(r"Completed: 3,000 of 3,000 items"))).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(re.compile(r"^3,000 of 3,000 rows$"))).to_be_visible(timeout=WAIT)
+    assert error_boxes_shown(page) == []
