@@ -250,11 +250,10 @@ END_WATCH_S = 0.1  # how often a job that may end before its next poll is looked
 
 @dataclass(frozen=True)
 class _ProgressView:
-    """What a page's job progress shows and how (job_progress's arguments), for the fragments that draw it."""
+    """Whose job and how its end is shown (job_progress's arguments), for the fragments that poll and watch it."""
 
     who: Identity
     job_id: str
-    live: Callable[[dict], None] | None
     ready: Callable[[], futures.Future] | None
     preparing_text: str
     timing_to: str  # the rerun log's path ("" is off) and the page's name in it
@@ -315,7 +314,9 @@ def _watch_the_end(view: _ProgressView) -> None:
             if current is None or current["status"] in ("pending", "running"):
                 return
             preparing = view.ready() if view.ready is not None else None
-            if preparing is None or futures.wait([preparing], timeout=PREPARING_WAIT_S).done:
+            if preparing is not None:
+                futures.wait([preparing], timeout=PREPARING_WAIT_S)
+            if preparing is None or preparing.done():
                 st.rerun(scope="app")
 
     watch()
@@ -411,7 +412,7 @@ def job_progress(job_id: str, live: Callable[[dict], None] | None = None,
 
     A finished job is not polled at all. One status read per render: the fragment's first run reuses it.
     """
-    view = _ProgressView(current_identity(), job_id, live, ready, preparing_text, rerun_log_path(),
+    view = _ProgressView(current_identity(), job_id, ready, preparing_text, rerun_log_path(),
                          rerun_log.current_page() or "?")
     status = door().status(view.who, job_id)
     rerun_log.note_job_state(status["status"] if status else None)
